@@ -1,0 +1,261 @@
+"""Ensemble SGD for (embedded) deep linear networks on online Gaussian data.
+
+Many independent SGD runs advance together as one tensor program: every weight has a
+leading ensemble dimension ``R`` and every product is a batched matmul, so the same code
+runs on the GPU when there is one and on the CPU otherwise.
+
+Model (THEORY.md §6-7):  ``f(x) = M_O W_D ... W_1 M_I Z x``, target ``y = V x + e`` with
+``x ~ N(0, Sx)`` and ``e ~ N(0, Se)`` drawn fresh every step (online SGD), per-sample loss
+``l = |f(x) - y|^2`` and weight decay ``gam |theta|^2``. One SGD step with batch size B is
+
+    W_i <- W_i - eta * ( (1/B) sum_b grad_{W_i} l(x_b, y_b) + 2 gam W_i ).
+
+``Z`` (a view of the input), ``M_I`` and ``M_O`` (fixed embeddings) default to identity.
+
+>>> import numpy as np
+>>> teacher = LinearTeacher(V=np.eye(2), Sx=np.eye(2), Se=0.1 * np.eye(2))
+>>> ens = LinearEnsemble(teacher, hidden=[3], n_runs=4, eta=0.01, seed=0, device="cpu")
+>>> [tuple(w.shape) for w in ens.weights]
+[(4, 3, 2), (4, 2, 3)]
+>>> ens.run(10)
+>>> ens.step_count
+10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from .device import resolve_device
+from .errors import DivergenceError, InputError
+from .validation import as_numpy, check_invertible, check_positive, check_spd, check_width
+
+
+@dataclass(frozen=True)
+class LinearTeacher:
+    """The data model ``y = V x + e``; ``x ~ N(0, Sx)``, ``e ~ N(0, Se)``, independent."""
+
+    V: np.ndarray
+    Sx: np.ndarray
+    Se: np.ndarray
+
+    def __post_init__(self):
+        V = as_numpy("V", self.V, ndim=2)
+        Sx = check_spd("Sx", self.Sx)
+        Se = check_spd("Se", self.Se)
+        if Sx.shape[0] != V.shape[1]:
+            raise InputError(f"Sx is {Sx.shape} but V has {V.shape[1]} input columns")
+        if Se.shape[0] != V.shape[0]:
+            raise InputError(f"Se is {Se.shape} but V has {V.shape[0]} output rows")
+        object.__setattr__(self, "V", V)
+        object.__setattr__(self, "Sx", Sx)
+        object.__setattr__(self, "Se", Se)
+
+    @property
+    def dx(self) -> int:
+        return self.V.shape[1]
+
+    @property
+    def dy(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def rank(self) -> int:
+        return int(np.linalg.matrix_rank(self.V))
+
+
+def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    return np.real(scipy.linalg.sqrtm((a + a.T) / 2))
+
+
+@dataclass
+class LinearEnsemble:
+    """``n_runs`` independent SGD runs of a deep linear network, advanced together.
+
+    ``hidden`` lists the hidden widths (``[h]`` is the two-layer net ``U W``); ``Z`` maps
+    the teacher's input to the net's input view, ``M_I`` embeds that view before ``W_1``,
+    ``M_O`` embeds the last layer's output into label space. ``weights[i]`` has shape
+    ``(n_runs, out_i, in_i)``. ``init_scale`` is the std of each weight entry times
+    ``sqrt(fan_in)``.
+    """
+
+    teacher: LinearTeacher
+    hidden: Sequence[int]
+    n_runs: int
+    eta: float
+    batch: int = 1
+    weight_decay: float = 0.0
+    Z: np.ndarray | None = None
+    M_I: np.ndarray | None = None
+    M_O: np.ndarray | None = None
+    device: "str | torch.device | None" = "auto"
+    dtype: torch.dtype = torch.float64
+    seed: int = 0
+    init_scale: float = 1.0
+    check_every: int = 200
+    blowup_norm: float = 1e8
+    weights: list = field(init=False)
+    step_count: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        self.device = resolve_device(self.device)
+        check_positive("eta", self.eta)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if int(self.batch) < 1:
+            raise InputError(f"batch size must be >= 1, got {self.batch}")
+        if int(self.n_runs) < 1:
+            raise InputError(f"n_runs must be >= 1, got {self.n_runs}")
+        self.hidden = [int(h) for h in self.hidden]
+        if not self.hidden or min(self.hidden) < 1:
+            raise InputError(f"hidden widths must be a non-empty list of positive ints, got {self.hidden}")
+        t = self.teacher
+        for i, h in enumerate(self.hidden):
+            check_width(f"hidden width {i + 1}", h, t.rank)
+        Z = np.eye(t.dx) if self.Z is None else check_invertible("Z", self.Z)
+        if Z.shape[1] != t.dx:
+            raise InputError(f"Z must have {t.dx} columns, got shape {Z.shape}")
+        M_I = np.eye(Z.shape[0]) if self.M_I is None else check_invertible("M_I", self.M_I)
+        if M_I.shape[1] != Z.shape[0]:
+            raise InputError(f"M_I must have {Z.shape[0]} columns, got shape {M_I.shape}")
+        M_O = np.eye(t.dy) if self.M_O is None else check_invertible("M_O", self.M_O)
+        if M_O.shape[0] != t.dy:
+            raise InputError(f"M_O must have {t.dy} rows, got shape {M_O.shape}")
+        self.dims = [M_I.shape[0], *self.hidden, M_O.shape[1]]
+        as_t = lambda a: torch.as_tensor(a, dtype=self.dtype, device=self.device)  # noqa: E731
+        # The net sees u = M_I Z x; draw x = Sx^{1/2} xi and fold every fixed map into one.
+        self._in_map = as_t(M_I @ Z @ _sqrtm_psd(t.Sx))  # u = in_map @ xi
+        self._V_map = as_t(t.V @ _sqrtm_psd(t.Sx))  # y - e = V_map @ xi
+        self._e_map = as_t(_sqrtm_psd(t.Se))
+        self._M_O = as_t(M_O)
+        self._gen = torch.Generator(device=self.device)
+        self._gen.manual_seed(int(self.seed))
+        self.weights = [
+            torch.randn(self.n_runs, o, i, generator=self._gen, device=self.device, dtype=self.dtype)
+            * (self.init_scale / np.sqrt(i))
+            for i, o in zip(self.dims[:-1], self.dims[1:])
+        ]
+        self._first_bad = torch.full((self.n_runs,), -1, dtype=torch.long, device=self.device)
+
+    # ----------------------------------------------------------------------------- data
+    def sample(self, batch: int | None = None):
+        """Fresh data for every run: net input ``u`` (R,B,d0) and label ``y`` (R,B,dy)."""
+        B = self.batch if batch is None else int(batch)
+        t = self.teacher
+        xi = torch.randn(self.n_runs, B, t.dx, generator=self._gen, device=self.device, dtype=self.dtype)
+        zeta = torch.randn(self.n_runs, B, t.dy, generator=self._gen, device=self.device, dtype=self.dtype)
+        u = xi @ self._in_map.T
+        y = xi @ self._V_map.T + zeta @ self._e_map.T
+        return u, y
+
+    # -------------------------------------------------------------------- forward/back
+    def forward(self, u: torch.Tensor):
+        """Hidden activations ``[u, h_1, ..., h_D]`` and the output ``M_O h_D``."""
+        hs = [u]
+        for W in self.weights:
+            hs.append(hs[-1] @ W.transpose(-1, -2))
+        return hs, hs[-1] @ self._M_O.T
+
+    def backward(self, hs, out, y):
+        """Per-sample back-propagated residuals ``delta_i = d l / d h_i / 2`` (R,B,h_i)."""
+        delta = (out - y) @ self._M_O  # d(|f-y|^2)/d h_D = 2 M_O^T (f - y); keep the 1/2
+        deltas = [delta]
+        for W in reversed(self.weights[1:]):
+            delta = delta @ W
+            deltas.append(delta)
+        return deltas[::-1]
+
+    def batch_gradients(self, u, y):
+        """Minibatch-mean gradients of ``l`` (no weight decay), one (R,out,in) per layer."""
+        hs, out = self.forward(u)
+        deltas = self.backward(hs, out, y)
+        B = u.shape[1]
+        return [(2.0 / B) * d.transpose(-1, -2) @ h for d, h in zip(deltas, hs[:-1])]
+
+    def per_sample_grad_sq(self, u, y) -> torch.Tensor:
+        """``|grad_{W_i} l(x_b)|^2`` averaged over the batch: shape (R, D).
+
+        A per-sample gradient is the outer product ``2 delta_i h_{i-1}^T``, so its squared
+        Frobenius norm is ``4 |delta_i|^2 |h_{i-1}|^2`` - no per-sample backward needed.
+        """
+        hs, out = self.forward(u)
+        deltas = self.backward(hs, out, y)
+        sq = [4.0 * (d.pow(2).sum(-1) * h.pow(2).sum(-1)).mean(-1) for d, h in zip(deltas, hs[:-1])]
+        return torch.stack(sq, dim=-1)
+
+    # ---------------------------------------------------------------------------- SGD
+    def step(self):
+        u, y = self.sample()
+        grads = self.batch_gradients(u, y)
+        decay = 2.0 * self.weight_decay
+        for W, g in zip(self.weights, grads):
+            if decay:
+                g = g + decay * W
+            W.sub_(self.eta * g)
+        self.step_count += 1
+        self._track_divergence()
+
+    def run(self, n_steps: int, progress=None):
+        """Advance every run by ``n_steps`` SGD steps; raise DivergenceError on blow-up."""
+        for k in range(int(n_steps)):
+            self.step()
+            if self.step_count % self.check_every == 0:
+                self.raise_if_diverged()
+            if progress is not None:
+                progress(1)
+        self.raise_if_diverged()
+
+    def _track_divergence(self):
+        # Record (without a host sync) the first step at which each run went bad.
+        norm = sum(W.pow(2).sum(dim=(-1, -2)) for W in self.weights)
+        bad = ~torch.isfinite(norm) | (norm > self.blowup_norm**2)
+        newly = bad & (self._first_bad < 0)
+        self._first_bad = torch.where(newly, torch.full_like(self._first_bad, self.step_count), self._first_bad)
+
+    def raise_if_diverged(self):
+        first_bad = self._first_bad.cpu().numpy()
+        runs = np.nonzero(first_bad >= 0)[0]
+        if runs.size:
+            steps = first_bad[runs]
+            shown = ", ".join(f"run {r} at step {s}" for r, s in list(zip(runs, steps))[:8])
+            more = f" (+{runs.size - 8} more)" if runs.size > 8 else ""
+            raise DivergenceError(
+                f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN): "
+                f"{shown}{more}; eta = {self.eta:g} is past the stability limit for this problem/initialisation",
+                runs=runs.tolist(),
+                steps=steps.tolist(),
+            )
+
+    # ---------------------------------------------------------------------- utilities
+    def end_to_end(self) -> torch.Tensor:
+        """The trained product ``W_D ... W_1`` for every run, shape (R, h_D, d_0)."""
+        P = self.weights[0]
+        for W in self.weights[1:]:
+            P = W @ P
+        return P
+
+    def population_loss(self) -> torch.Tensor:
+        """``L = E|f(x) - y|^2`` in closed form for every run, shape (R,).
+
+        f(x) - y = (M_O P M_I Z - V) x - e, so L = Tr(D Sx D^T) + Tr Se with D the map error.
+        """
+        P = self._M_O @ self.end_to_end() @ self._in_map  # acts on xi
+        D = P - self._V_map
+        return D.pow(2).sum(dim=(-1, -2)) + self._e_map.pow(2).sum()
+
+    def load_weights(self, weights: Sequence) -> None:
+        """Set every run's weights (broadcast a single net over the ensemble)."""
+        new = []
+        for i, (W_old, W) in enumerate(zip(self.weights, weights)):
+            W = torch.as_tensor(W, dtype=self.dtype, device=self.device)
+            if W.dim() == 2:
+                W = W.expand_as(W_old)
+            if W.shape != W_old.shape:
+                raise InputError(f"layer {i + 1} weight has shape {tuple(W.shape)}, expected {tuple(W_old.shape)}")
+            new.append(W.clone())
+        self.weights = new
+        self._first_bad.fill_(-1)

@@ -1,0 +1,86 @@
+"""Input checks shared by every numeric routine (numpy or torch arrays).
+
+>>> import numpy as np
+>>> check_spd("Sx", np.eye(2)).shape
+(2, 2)
+>>> check_spd("Sx", np.array([[1.0, 2.0], [0.0, 1.0]]))
+Traceback (most recent call last):
+...
+numeric.errors.InputError: Sx is not symmetric (max |A - A^T| = 2)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError
+
+
+def as_numpy(name: str, a, ndim: int | None = None) -> np.ndarray:
+    """Return ``a`` as a float64 numpy array, refusing NaN/inf and wrong rank."""
+    try:
+        import torch
+
+        if isinstance(a, torch.Tensor):
+            a = a.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    arr = np.asarray(a, dtype=np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} contains NaN or infinite entries")
+    return arr
+
+
+def check_square(name: str, a) -> np.ndarray:
+    arr = as_numpy(name, a, ndim=2)
+    if arr.shape[0] != arr.shape[1]:
+        raise InputError(f"{name} must be square, got shape {arr.shape}")
+    return arr
+
+
+def check_symmetric(name: str, a, rtol: float = 1e-10) -> np.ndarray:
+    """Symmetric up to float64 round-off relative to the matrix scale."""
+    arr = check_square(name, a)
+    asym = float(np.max(np.abs(arr - arr.T))) if arr.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(arr))) if arr.size else 1.0)
+    if asym > rtol * scale:
+        raise InputError(f"{name} is not symmetric (max |A - A^T| = {asym:.3g})")
+    return arr
+
+
+def check_spd(name: str, a, min_eig: float = 0.0) -> np.ndarray:
+    """Symmetric positive definite: smallest eigenvalue strictly above ``min_eig``
+    (and above round-off, 1e-12 of the largest)."""
+    arr = check_symmetric(name, a)
+    eig = np.linalg.eigvalsh((arr + arr.T) / 2)
+    lo, hi = float(eig[0]), float(eig[-1])
+    if lo <= max(min_eig, 1e-12 * max(abs(hi), 1.0)):
+        raise InputError(
+            f"{name} is not positive definite (smallest eigenvalue {lo:.3g}, largest {hi:.3g})"
+        )
+    return arr
+
+
+def check_invertible(name: str, a, cond_max: float = 1e12) -> np.ndarray:
+    arr = check_square(name, a)
+    cond = np.linalg.cond(arr)
+    if not math.isfinite(cond) or cond > cond_max:
+        raise InputError(f"{name} is singular or nearly so (condition number {cond:.3g})")
+    return arr
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    return v
+
+
+def check_width(name: str, width: int, rank: int) -> int:
+    if int(width) < int(rank):
+        raise InputError(f"{name} = {width} is below the rank {rank} of the target map")
+    return int(width)

@@ -1,0 +1,119 @@
+"""``python -m theorems``: run every theorem's derivation and witness, print the verdicts.
+
+Writes a report folder (``report.md``, ``verdicts.json``, ``figures/*.png``) and exits
+non-zero when any verdict fails. Bad options: a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+EXIT_FAIL, EXIT_USAGE = 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        sys.stderr.write(f"python -m theorems: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m theorems", description=__doc__.splitlines()[0])
+    p.add_argument("--theorem", "-t", action="append", metavar="N",
+                   help="run only theorem N (repeatable): 1, 10, L1 (Lemma 1), B1 (scale invariance), ...")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: auto, a GPU when there is one)")
+    p.add_argument("--budget", default="quick", choices=("quick", "full"),
+                   help="quick: CI-sized runs; full: longer SGD runs and eta ladders (default: quick)")
+    p.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+    p.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON instead of a table")
+    p.add_argument("--list", action="store_true", help="list the implemented theorems and exit")
+    return p
+
+
+def _usage_error(msg: str) -> int:
+    sys.stderr.write(f"python -m theorems: error: {msg}\n")
+    return EXIT_USAGE
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch  # noqa: F401  (import after parsing: --help stays fast)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from numeric.device import resolve_device
+    from numeric.errors import InputError
+
+    from .report import verdict_table, write_report
+    from .verdict import Context, Verdict, theorem_modules
+
+    console = Console(stderr=True)
+    try:
+        device = resolve_device(args.device)
+    except InputError as exc:
+        return _usage_error(str(exc))
+    if args.seed < 0:
+        return _usage_error(f"--seed must be non-negative, got {args.seed}")
+    try:
+        modules = theorem_modules()
+    except Exception as exc:  # a broken module must not hide behind a traceback wall
+        return _usage_error(f"could not load the theorem modules: {exc}")
+    if args.list:
+        for tid, mod in modules.items():
+            print(f"{tid:>4}  {getattr(mod, 'TITLE', mod.__name__)}")
+        return 0
+    wanted = args.theorem or list(modules)
+    unknown = [t for t in wanted if t not in modules]
+    if unknown:
+        return _usage_error(f"unknown theorem {', '.join(unknown)}; implemented: {', '.join(modules)}")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _usage_error(f"cannot create report folder {out}: {exc}")
+
+    verdicts: list = []
+    timings: dict = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True, disable=args.json) as bar:
+
+        def progress(desc, total=None):
+            task = bar.add_task(desc, total=total)
+            return lambda n=1: bar.advance(task, n)
+
+        overall = bar.add_task("theorems", total=len(wanted))
+        for tid in wanted:
+            mod = modules[tid]
+            bar.update(overall, description=f"Theorem {tid}: {getattr(mod, 'TITLE', '')}")
+            ctx = Context(budget=args.budget, device=device, seed=args.seed, out=out, progress=progress)
+            t0 = time.perf_counter()
+            try:
+                vs = list(mod.verify(ctx))
+            except Exception as exc:  # report, do not abort the other theorems
+                vs = [Verdict(theorem=tid, claim="verify() raised", passed=False,
+                              details={"error": f"{type(exc).__name__}: {exc}",
+                                       "traceback": traceback.format_exc(limit=4)})]
+            timings[tid] = time.perf_counter() - t0
+            verdicts.extend(vs)
+            bar.advance(overall)
+
+    meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
+            "torch": __import__("torch").__version__, "seconds": timings}
+    write_report(out, verdicts, meta)
+    if args.json:
+        print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
+    else:
+        Console().print(verdict_table(verdicts))
+        n_fail = sum(not v.passed for v in verdicts)
+        Console().print(f"{len(verdicts) - n_fail}/{len(verdicts)} verdicts passed; report in {out}/report.md")
+    return EXIT_FAIL if any(not v.passed for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
