@@ -12,17 +12,27 @@ def _num(x) -> str:
     return "" if x is None else _fmt(float(x))
 
 
+COLUMNS = ("theorem", "claim", "symbolic (residual)", "predicted", "measured", "tolerance",
+           "tolerance source", "paper", "verdict")
+
+
+def verdict_row(v: Verdict) -> tuple:
+    """The table cells of one verdict, as plain strings (shared by terminal and Markdown)."""
+    paper = "" if v.paper_holds is None else ("holds" if v.paper_holds else "wrong")
+    sym = v.symbolic + (f" ({v.residual})" if v.residual else "")
+    return (v.theorem, v.claim, sym, _num(v.predicted), _num(v.measured), _num(v.tolerance),
+            v.tolerance_source, paper, "PASS" if v.passed else "FAIL")
+
+
 def verdict_table(verdicts: list):
     from rich.table import Table
 
     t = Table(title="Neural Thermodynamics: verdicts", show_lines=False)
-    for col in ("thm", "claim", "symbolic (residual)", "predicted", "measured", "tolerance", "source", "paper", "verdict"):
+    for col in COLUMNS:
         t.add_column(col, overflow="fold")
+    colour = {"PASS": "[green]PASS[/green]", "FAIL": "[red]FAIL[/red]", "wrong": "[red]wrong[/red]"}
     for v in verdicts:
-        paper = "" if v.paper_holds is None else ("holds" if v.paper_holds else "[red]wrong[/red]")
-        sym = v.symbolic + (f" ({v.residual})" if v.residual else "")
-        t.add_row(v.theorem, v.claim, sym, _num(v.predicted), _num(v.measured), _num(v.tolerance),
-                  v.tolerance_source, paper, "[green]PASS[/green]" if v.passed else "[red]FAIL[/red]")
+        t.add_row(*(colour.get(c, c) for c in verdict_row(v)))
     return t
 
 
@@ -37,24 +47,19 @@ def write_report(out: Path, verdicts: list, meta: dict) -> None:
     (out / "verdicts.json").write_text(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
     lines = ["# Verification report", "",
              f"device `{meta.get('device')}`, budget `{meta.get('budget')}`, seed {meta.get('seed')}, torch {meta.get('torch')}", "",
-             "| theorem | claim | symbolic (residual) | predicted | measured | tolerance | tolerance source | paper | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    bold = {"FAIL": "**FAIL**", "wrong": "**wrong**"}
     for v in verdicts:
-        paper = "" if v.paper_holds is None else ("holds" if v.paper_holds else "**wrong**")
-        sym = v.symbolic + (f" ({v.residual})" if v.residual else "")
-        lines.append("| " + " | ".join(_md_escape(c) for c in (
-            v.theorem, v.claim, sym, _num(v.predicted), _num(v.measured), _num(v.tolerance),
-            v.tolerance_source, paper, "PASS" if v.passed else "**FAIL**")) + " |")
+        lines.append("| " + " | ".join(_md_escape(bold.get(c, c)) for c in verdict_row(v)) + " |")
     figs = [(v, Path(f)) for v in verdicts for f in v.figures]
     if figs:
         lines += ["", "## Figures", ""]
         for v, f in figs:
-            rel = f.relative_to(out) if f.is_absolute() and out.resolve() in f.resolve().parents else f
-            try:
-                rel = Path(f).resolve().relative_to(out.resolve())
+            try:  # link figures relative to the report so the folder can be moved
+                f = f.resolve().relative_to(out.resolve())
             except ValueError:
                 pass
-            lines += [f"**Theorem {v.theorem}: {v.claim}**", "", f"![{v.claim}]({rel})", ""]
+            lines += [f"**Theorem {v.theorem}: {v.claim}**", "", f"![{v.claim}]({f})", ""]
     secs = meta.get("seconds", {})
     if secs:
         lines += ["", "## Wall time", "", *[f"- Theorem {k}: {s:.1f} s" for k, s in secs.items()]]
