@@ -1,0 +1,166 @@
+"""Unit and property tests of the symmetry toolkit (symbolic/symmetry.py, numeric/symmetry.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numeric.errors import DivergenceError, InputError
+from numeric.strategies import dims, seeds
+from numeric.symmetry import (NormalisedLinear, TwoLayerLinear, TwoLayerTanh, flatten_uw, hessian_diagonal,
+                              neuron_generator_diag, population_loss, ratio_with_stderr, roundoff_tolerance,
+                              total_sharpness, unflatten_uw)
+from symbolic.symmetry import (ETA, GAMMA, Undecided, balance_residual_from_loss, convexity_residual_from_loss,
+                               entropic_integrand, generic_symmetric_matrix, invariant_under, is_exponential_symmetry,
+                               is_identically_zero, is_lie_symmetry, master_balance_condition, orbit_point,
+                               sgd_balance_condition)
+
+x, y = sp.symbols("x y", real=True)
+
+
+def _two_layer_scalar(h: int):
+    """f = sum_k u_k w_k x (dx = dy = 1, width h) and its parameter list [w..., u...]."""
+    w = sp.symbols(f"w0:{h}", real=True)
+    u = sp.symbols(f"u0:{h}", real=True)
+    return (sum(a * b for a, b in zip(u, w)) * x - y) ** 2, list(w) + list(u)
+
+
+# ------------------------------------------------------------------------------ symbolic
+def test_rescaling_is_exponential_rotation_is_only_lie():
+    u, w = sp.symbols("u w", real=True)
+    assert is_exponential_symmetry((u * w * x - y) ** 2, [u, w], sp.diag(1, -1))
+    radial = ((u**2 + w**2) * x - y) ** 2
+    rot = sp.Matrix([[0, -1], [1, 0]])
+    assert is_lie_symmetry(radial, [u, w], rot)
+    assert not is_exponential_symmetry(radial, [u, w], rot)  # antisymmetric: not exponential
+    assert not is_exponential_symmetry(radial, [u, w], sp.diag(1, -1))
+
+
+def test_generator_shape_is_checked():
+    u, w = sp.symbols("u w", real=True)
+    with pytest.raises(ValueError, match="generator must be 2x2"):
+        is_lie_symmetry(u * w, [u, w], sp.eye(3))
+
+
+def test_entropic_integrand_rejects_bad_preconditioner():
+    u, w = sp.symbols("u w", real=True)
+    with pytest.raises(ValueError, match="symmetric"):
+        entropic_integrand(u * w, [u, w], Lam=sp.Matrix([[1, 2], [0, 1]]))
+    with pytest.raises(ValueError, match="2x2"):
+        entropic_integrand(u * w, [u, w], Lam=sp.eye(3))
+
+
+def test_finite_orbit_invariance_matches_infinitesimal():
+    u, w = sp.symbols("u w", real=True)
+    lam = sp.Symbol("lam", real=True)
+    l = (u * w * x - y) ** 2
+    A = sp.diag(1, -1)
+    pt = orbit_point([u, w], A, lam)
+    assert invariant_under(l, [u, w], lambda p: pt)
+    assert not invariant_under(entropic_integrand(l, [u, w]), [u, w], lambda p: pt)
+
+
+def test_is_identically_zero_refutes_with_witness():
+    a = sp.Symbol("a", real=True)
+    assert is_identically_zero(sp.cosh(a) ** 2 - sp.sinh(a) ** 2 - 1)
+    assert not is_identically_zero(sp.cosh(a) - 1)
+
+
+def test_generic_symmetric_matrix():
+    L = generic_symmetric_matrix(3)
+    assert L == L.T and len(L.free_symbols) == 6
+
+
+@given(dims(1, 5))
+def test_master_balance_coefficient_any_dim(n):
+    assert sp.simplify(master_balance_condition(n).coefficient - 4 * GAMMA * (1 + ETA * GAMMA)) == 0
+    assert sp.simplify(sgd_balance_condition(n).coefficient - 4 * GAMMA * (1 - ETA * GAMMA)) == 0
+
+
+@settings(max_examples=3)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=2))
+def test_neuron_rescaling_laws_from_loss(d):
+    h = len(d)
+    l, params = _two_layer_scalar(h)
+    A = sp.diag(*d, *[-v for v in d])
+    assert is_exponential_symmetry(l, params, A)
+    assert is_identically_zero(balance_residual_from_loss(l, params, A))
+    assert is_identically_zero(convexity_residual_from_loss(l, params, A))
+    # A generator that rescales only the incoming weights is not a symmetry (unless d = 0)
+    B = sp.diag(*d, *[0] * h)
+    assert is_exponential_symmetry(l, params, B) == all(v == 0 for v in d)
+
+
+# ------------------------------------------------------------------------------- numeric
+@given(dx=dims(1, 4), dy=dims(1, 3), h=dims(1, 3), batch=dims(1, 4), seed=seeds(),
+       eta=st.floats(0.001, 0.05), gamma=st.floats(0.0, 1.0))
+def test_one_step_identity_random_nets(dx, dy, h, batch, seed, eta, gamma):
+    """The exact one-step law holds for minibatch gradients of any batch size."""
+    net = TwoLayerLinear(dx=dx, dy=dy, hidden=h, n_runs=4, eta=eta, gamma=gamma, batch=batch, seed=seed,
+                         device="cpu")
+    d = torch.from_numpy(np.random.default_rng(seed).uniform(-1, 1, h))
+    rec = net.run(30, d)
+    bound = roundoff_tolerance(2 * net.n_params, rec["step_scale"])
+    assert bool((rec["step_residual"].abs() <= bound).all())
+    assert bool((rec["cross"].abs() <= 1e-12 * rec["step_scale"]).all())
+
+
+@given(dx=dims(1, 3), dy=dims(1, 3), h=dims(1, 3), seed=seeds(), lam=st.floats(-2, 2))
+def test_orbit_sharpness_law_random(dx, dy, h, seed, lam):
+    g = torch.Generator().manual_seed(seed)
+    U = torch.randn(dy, h, generator=g, dtype=torch.float64)
+    W = torch.randn(h, dx, generator=g, dtype=torch.float64)
+    V = torch.randn(dy, dx, generator=g, dtype=torch.float64)
+    Sx, Se = torch.eye(dx, dtype=torch.float64), torch.eye(dy, dtype=torch.float64)
+    d = torch.rand(h, generator=g, dtype=torch.float64) * 2 - 1
+    a = neuron_generator_diag(d, dy, dx)
+
+    def L(th):
+        Um, Wm = unflatten_uw(th, dy, h, dx)
+        return population_loss(Um, Wm, V, Sx, Se)
+
+    th = flatten_uw(U, W)
+    moved = torch.exp(lam * a) * th
+    assert abs(float(L(moved) - L(th))) <= 1e-11 * float(L(th))
+    pred = float((torch.exp(-2 * lam * a) * hessian_diagonal(th, L)).sum())
+    assert abs(float(total_sharpness(moved, L)) - pred) <= 1e-11 * pred
+
+
+def test_input_errors():
+    with pytest.raises(InputError, match="eta must be positive"):
+        TwoLayerLinear(dx=2, dy=1, hidden=2, n_runs=2, eta=-0.1, device="cpu")
+    with pytest.raises(InputError, match="hidden must be a positive integer"):
+        TwoLayerLinear(dx=2, dy=1, hidden=0, n_runs=2, eta=0.1, device="cpu")
+    net = TwoLayerLinear(dx=2, dy=1, hidden=2, n_runs=2, eta=0.01, device="cpu")
+    with pytest.raises(InputError, match="must have 2 entries"):
+        net.run(1, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(InputError, match="NaN"):
+        net.run(1, torch.tensor([1.0, math.nan], dtype=torch.float64))
+    with pytest.raises(InputError, match="V must be 1x2"):
+        TwoLayerLinear(dx=2, dy=1, hidden=2, n_runs=2, eta=0.1, V=np.ones((2, 2)), device="cpu")
+    with pytest.raises(InputError, match="need dim >= 2"):
+        NormalisedLinear(dim=1, n_runs=2, eta=0.1, device="cpu")
+    tanh = TwoLayerTanh(dim=2, hidden=2, n_runs=2, eta=0.1, teacher_W=torch.eye(2), teacher_a=torch.ones(2),
+                        device="cpu")
+    with pytest.raises(InputError, match="call init"):
+        tanh.run(1)
+    with pytest.raises(InputError, match="init shapes"):
+        tanh.init(torch.eye(3), torch.ones(3))
+    with pytest.raises(InputError, match="denominator"):
+        ratio_with_stderr(torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+
+
+def test_divergence_is_reported():
+    net = TwoLayerLinear(dx=4, dy=2, hidden=3, n_runs=4, eta=5.0, seed=0, device="cpu")
+    with pytest.raises(DivergenceError, match="stability limit"):
+        net.run(200)
+
+
+def test_undecided_is_an_error_type():
+    assert issubclass(Undecided, RuntimeError)
