@@ -151,17 +151,20 @@ class Context:
 
 
 def theorem_modules() -> dict:
-    """``{THEOREM id: module}`` for every theorem module in this package, in file order."""
+    """``{THEOREM id: module}`` for every theorem module in this package: theorems by number,
+    then lemmas, then appendix results."""
     import theorems
 
     found = {}
-    for info in sorted(pkgutil.iter_modules(theorems.__path__), key=lambda m: m.name):
-        if info.name.startswith(MODULE_PREFIXES):
-            mod = importlib.import_module(f"theorems.{info.name}")
-            tid = str(getattr(mod, "THEOREM", "")).strip()
-            if not tid or not hasattr(mod, "verify"):
-                continue
-            if tid in found:
-                raise RuntimeError(f"two theorem modules claim id {tid!r}: {found[tid].__name__}, {mod.__name__}")
-            found[tid] = mod
+    names = [m.name for m in pkgutil.iter_modules(theorems.__path__) if m.name.startswith(MODULE_PREFIXES)]
+    # theorems first, then lemmas, then appendix results; by number within each
+    names.sort(key=lambda n: (MODULE_PREFIXES.index(n.split("_")[0] + "_"), n))
+    for name in names:
+        mod = importlib.import_module(f"theorems.{name}")
+        tid = str(getattr(mod, "THEOREM", "")).strip()
+        if not tid or not hasattr(mod, "verify"):
+            continue
+        if tid in found:
+            raise RuntimeError(f"two theorem modules claim id {tid!r}: {found[tid].__name__}, {mod.__name__}")
+        found[tid] = mod
     return found
