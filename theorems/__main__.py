@@ -43,7 +43,9 @@ def _usage_error(msg: str) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    import torch  # noqa: F401  (import after parsing: --help stays fast)
+    import torch  # import after parsing: --help stays fast
+
+    torch.set_default_dtype(torch.float64)  # verification is float64, as under pytest
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
             bar.advance(overall)
 
     meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
-            "torch": __import__("torch").__version__, "seconds": timings}
+            "torch": torch.__version__, "seconds": timings}
     write_report(out, verdicts, meta)
     if args.json:
         print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))

@@ -1,0 +1,273 @@
+"""Balance laws of SGD measured at stationarity, with confidence intervals.
+
+The law being measured (derived exactly in symbolic/layer_symmetries.py). Let the
+per-sample loss have an exponential symmetry ``l(e^{lam A} theta) = l(theta)`` with ``A``
+symmetric, so ``theta^T A g = 0`` for every sample and every minibatch. One SGD step
+``theta' = (1 - 2 eta gam) theta - eta g_B`` changes ``Q = theta^T A theta`` by exactly
+
+    Q' - Q = eta^2 g_B^T A g_B - 4 eta gam (1 - eta gam) Q.
+
+In a stationary state ``E[Q' - Q] = 0``, hence, with NO truncation in eta,
+
+    E[g_B^T A g_B] = (4 gam (1 - eta gam) / eta) E[Q]          (SGD, exact)
+
+where ``g_B`` is the MINIBATCH gradient of the batch size SGD uses (per-sample only for
+B = 1) evaluated at the pre-step weights, and E is over the stationary law of theta and the
+batch. The paper's Theorem 4/5 (local minima of the entropic loss phi) has the coefficient
+``4 gam (1 + eta gam) / eta``; the two agree to leading order in eta and differ at relative
+order ``2 eta gam``.
+
+Error bars: each run's time average over the averaging window is one independent draw;
+the law is checked per run (paired: ``residual_r = LHS_r - RHS_r``), and the half-width is
+``t_{1 - p/2, R-1} * sd_runs / sqrt(R)`` with ``p = 1e-6`` (Student t: a correct
+implementation fails with probability about 1e-6 when the per-run averages are near-normal).
+
+>>> import torch
+>>> lhs = torch.tensor([1.0, 1.1, 0.9, 1.0]); rhs = torch.tensor([1.0, 1.0, 1.0, 1.0])
+>>> c = law_check(lhs, rhs)
+>>> c.consistent, round(c.residual, 6)
+(True, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from dataclasses import dataclass
+
+import scipy.stats
+import torch
+
+from .errors import InputError
+from .stationary import StationaryResult, stationary_average
+
+P_FAIL = 1e-6  # per-check false-alarm probability (project rule: > 1 - 1e-6 pass rate)
+
+
+def t_quantile(n_runs: int, p: float = P_FAIL, n_tests: int = 1) -> float:
+    """Two-sided Student-t factor for ``n_runs`` independent runs, Bonferroni over ``n_tests``.
+
+    >>> round(t_quantile(10**6), 2)  # the normal limit of a 1e-6 two-sided bound
+    4.89
+    """
+    if n_runs < 2:
+        raise InputError(f"a confidence interval across runs needs >= 2 runs, got {n_runs}")
+    return float(scipy.stats.t.ppf(1.0 - p / (2.0 * n_tests), n_runs - 1))
+
+
+def sgd_balance_coefficient(eta: float, gam: float) -> float:
+    """``4 gam (1 - eta gam) / eta``: the exact SGD-stationary coefficient (see module doc)."""
+    return 4.0 * gam * (1.0 - eta * gam) / eta
+
+
+def entropic_balance_coefficient(eta: float, gam: float) -> float:
+    """``4 gam (1 + eta gam) / eta``: the paper's coefficient (local minima of phi)."""
+    return 4.0 * gam * (1.0 + eta * gam) / eta
+
+
+@dataclass
+class LawCheck:
+    """Both sides of a law ``LHS = RHS`` with CIs, and the paired residual ``LHS - RHS``."""
+
+    lhs: float
+    lhs_halfwidth: float
+    rhs: float
+    rhs_halfwidth: float
+    residual: float
+    halfwidth: float  # CI half-width of the paired residual
+    scale: float  # a natural size of the two sides (for relative gaps)
+    n_runs: int
+    t_factor: float
+
+    @property
+    def consistent(self) -> bool:
+        """Is 0 inside the CI of the residual?"""
+        return abs(self.residual) <= self.halfwidth
+
+    @property
+    def relative_gap(self) -> float:
+        return abs(self.residual) / self.scale if self.scale > 0 else float("nan")
+
+    @property
+    def relative_halfwidth(self) -> float:
+        return self.halfwidth / self.scale if self.scale > 0 else float("nan")
+
+    def as_dict(self) -> dict:
+        return {"lhs": self.lhs, "lhs_ci": self.lhs_halfwidth, "rhs": self.rhs, "rhs_ci": self.rhs_halfwidth,
+                "residual": self.residual, "residual_ci": self.halfwidth, "relative_gap": self.relative_gap,
+                "relative_ci": self.relative_halfwidth, "runs": self.n_runs, "t": self.t_factor}
+
+
+def law_check(lhs_runs, rhs_runs, scale_runs=None, p: float = P_FAIL, n_tests: int = 1) -> LawCheck:
+    """Compare per-run time averages ``lhs_runs`` and ``rhs_runs`` (shape (R,)).
+
+    ``scale_runs`` (R,) sets the relative scale (default ``|lhs| + |rhs|`` averaged).
+    """
+    lhs = torch.as_tensor(lhs_runs, dtype=torch.float64).detach().cpu().reshape(-1)
+    rhs = torch.as_tensor(rhs_runs, dtype=torch.float64).detach().cpu().reshape(-1)
+    if lhs.shape != rhs.shape:
+        raise InputError(f"lhs and rhs need one value per run, got {tuple(lhs.shape)} and {tuple(rhs.shape)}")
+    if not (torch.isfinite(lhs).all() and torch.isfinite(rhs).all()):
+        raise InputError("non-finite per-run averages: a run diverged or produced NaN")
+    R = lhs.numel()
+    t = t_quantile(R, p, n_tests)
+    res = lhs - rhs
+    se = lambda v: float(v.std() / math.sqrt(R))  # noqa: E731
+    scale = (lhs.abs() + rhs.abs()).mean() if scale_runs is None else torch.as_tensor(scale_runs).detach().cpu().abs().mean()
+    return LawCheck(float(lhs.mean()), t * se(lhs), float(rhs.mean()), t * se(rhs), float(res.mean()),
+                    t * se(res), float(scale), R, t)
+
+
+def generator_law(per_run: dict, coeffs, eta: float, gam: float, coefficient=sgd_balance_coefficient,
+                  p: float = P_FAIL, n_tests: int = 1) -> LawCheck:
+    """The balance law of a layer-diagonal generator ``A = diag(coeffs[k] * I_{layer k})``.
+
+    ``g^T A g = sum_k coeffs[k] |g_k|^2`` and ``theta^T A theta = sum_k coeffs[k] |W_k|^2``:
+    LHS = ``E sum_k coeffs[k] |g_{B,k}|^2``, RHS = ``coefficient(eta, gam) E sum_k coeffs[k] |W_k|^2``.
+    Scale: ``E sum_k |coeffs[k]| |g_{B,k}|^2`` (the gradient noise the law balances).
+    """
+    c = torch.as_tensor(coeffs, dtype=torch.float64)
+    g, w = per_run["gsq"].detach().cpu().double(), per_run["wsq"].detach().cpu().double()
+    if g.shape[-1] != c.numel():
+        raise InputError(f"{c.numel()} generator coefficients for a {g.shape[-1]}-layer net")
+    rhs = coefficient(eta, gam) * (w @ c) if gam else torch.zeros(g.shape[0], dtype=g.dtype)
+    return law_check(g @ c, rhs, g @ c.abs(), p=p, n_tests=n_tests)
+
+
+def neuron_laws(per_run: dict, layer: int, eta: float, gam: float, coefficient=sgd_balance_coefficient,
+                p: float = P_FAIL) -> list[LawCheck]:
+    """Theorem 6 for every neuron of hidden layer ``layer`` (1-based): the generator is +1 on
+    the neuron's incoming row, -1 on its outgoing column; Bonferroni over the neurons."""
+    diag = lambda k: torch.diagonal(per_run[k].detach().cpu().double(), dim1=-2, dim2=-1)  # noqa: E731
+    gi, go = diag(f"gram_in_{layer}"), diag(f"gram_out_{layer}")
+    wi, wo = diag(f"wgram_in_{layer}"), diag(f"wgram_out_{layer}")
+    h = gi.shape[-1]
+    k = coefficient(eta, gam)
+    return [law_check(gi[:, j] - go[:, j], k * (wi[:, j] - wo[:, j]) if gam else torch.zeros_like(gi[:, j]),
+                      gi[:, j] + go[:, j], p=p, n_tests=h) for j in range(h)]
+
+
+def gram_law(gram_in, gram_out, p: float = P_FAIL) -> dict:
+    """Theorem 7 (gam = 0): ``E[gram_in] = E[gram_out]`` entrywise, (R,h,h) per-run averages.
+
+    Returns the relative Frobenius gap ``|E in - E out|_F / |E in|_F``, its noise floor (the
+    Frobenius norm of the entrywise CI half-widths over ``|E in|_F``; Bonferroni over the
+    ``h(h+1)/2`` distinct entries) and whether every entry's residual CI covers 0.
+    """
+    gram_in, gram_out = gram_in.detach().cpu().double(), gram_out.detach().cpu().double()
+    R, h, _ = gram_in.shape
+    iu = torch.triu_indices(h, h)
+    d = (gram_in - gram_out)[:, iu[0], iu[1]]
+    t = t_quantile(R, p, n_tests=d.shape[1])
+    mean, hw = d.mean(0), t * d.std(0) / math.sqrt(R)
+    full = lambda v: torch.zeros(h, h, dtype=v.dtype).index_put_((iu[0], iu[1]), v)  # noqa: E731
+    sym = lambda m: m + m.T - torch.diag(torch.diagonal(m))  # noqa: E731
+    ref = gram_in.mean(0).norm()
+    return {"relative_gap": float(sym(full(mean)).norm() / ref), "relative_noise_floor": float(sym(full(hw)).norm() / ref),
+            "all_entries_consistent": bool((mean.abs() <= hw).all()), "max_z": float((mean.abs() / (hw / t)).max()),
+            "t": t, "entries": int(d.shape[1]), "runs": R}
+
+
+def stationary_run(net, *, block_steps: int, max_steps: int, window: int = 4, average_blocks: int = 10,
+                   drift_keys=("gsq", "wsq"), progress=None) -> StationaryResult:
+    """Run ``net`` (an engine with ``run(n)``/``observe()``) to stationarity, then average.
+
+    Stationarity is detected on ``drift_keys`` only (the law's own observables); every
+    recorded observable is averaged. ``converged=False`` in the result when ``max_steps`` hit.
+    """
+    keep = {}
+
+    def observe():
+        obs = net.observe()
+        keep["last"] = obs
+        return obs
+
+    def advance(n):
+        net.run(n, progress=progress)
+
+    # stationary_average tests drift on every key it sees: hand it the drift keys only, and
+    # collect the other observables block by block alongside.
+    blocks: list = []
+
+    def observe_drift():
+        obs = observe()
+        blocks.append(obs)
+        return {k: obs[k] for k in drift_keys}
+
+    res = stationary_average(advance, observe_drift, block_steps=block_steps, sample_every=block_steps,
+                             window=window, average_blocks=average_blocks, max_steps=max_steps)
+    avg = blocks[-average_blocks:]
+    per_run = {k: torch.stack([b[k] for b in avg]).mean(0) for k in avg[0]}
+    res.per_run.update(per_run)
+    res.blocks = blocks  # every block's per-run averages, transient included (for trajectories)
+    for k, v in per_run.items():
+        res.mean.setdefault(k, v.mean(0))
+        res.stderr.setdefault(k, v.std(0) / math.sqrt(v.shape[0]))
+    return res
+
+
+def mlp_stationary(*args, **kwargs):
+    """Cached: an MLPEnsemble run to stationarity -> ``(net, result, first_block)``; see
+    ``_mlp_stationary`` for the arguments. Arguments are normalised (defaults filled in) before
+    the cache lookup, so theorem modules that pass a default explicitly share the same run."""
+    import inspect
+
+    bound = inspect.signature(_mlp_stationary).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    a["dims"] = tuple(int(d) for d in a["dims"])
+    a["eta"], a["gam"] = float(a["eta"]), float(a["gam"])
+    return _mlp_stationary(**a)
+
+
+@lru_cache(maxsize=16)
+def _mlp_stationary(dims: tuple, activation: str, eta: float, gam: float = 0.0, *, n_runs: int = 64, batch: int = 1,
+                   noise_std: float = 0.5, teacher_scale: float = 1.0, beta: float = 2.0, seed: int = 0,
+                   device: str = "cpu", block_steps: int = 500, max_steps: int = 20_000, window: int = 3,
+                   average_blocks: int = 10, init_factors: tuple | None = None, init_scale: float = 1.0,
+                   burn_in: int = 0):
+    """Cached: an MLPEnsemble run to stationarity (``stationary_run``) -> ``(net, result, first_block)``.
+
+    ``first_block`` holds the per-run averages of the first ``block_steps`` steps (the balance
+    gap at the start of training). Theorem modules share runs through this cache.
+    """
+    from .deep_nets import MLPEnsemble
+
+    net = MLPEnsemble(list(dims), activation=activation, n_runs=n_runs, eta=eta, batch=batch, weight_decay=gam,
+                      noise_std=noise_std, teacher_scale=teacher_scale, beta=beta, seed=seed, device=device,
+                      init_scale=init_scale)
+    if init_factors is not None:
+        net.rescale_layers(init_factors)
+    net.run(block_steps)  # the first block: the balance gap at the start of training
+    first = net.observe()
+    # Unrecorded burn-in: the drift test cannot see a slow exponential tail, and any leftover
+    # relaxation of Q biases the law by exactly (Q_end - Q_start) / (eta^2 T).
+    net.run(burn_in, record=False)
+    res = stationary_run(net, block_steps=block_steps, max_steps=max_steps, window=window,
+                         average_blocks=average_blocks)
+    return net, res, first
+
+
+def per_step_identity_error(net, coeffs=None, n_steps: int = 20, quad=None) -> float:
+    """Largest relative violation of ``Q' - Q = eta^2 G - 4 eta gam (1 - eta gam) Q`` over
+    ``n_steps`` real SGD steps of ``net`` (layer-diagonal generator ``coeffs``).
+
+    Exact algebra plus ``theta^T A g_B = 0`` (the symmetry); a nonzero value beyond float64
+    round-off means the generator is not a symmetry of the net or the gradient is wrong.
+    Relative to ``eta^2 |G| + |Q| + |Q'|``. ``quad(tensors) -> (R,)`` gives any other
+    quadratic form ``v^T A v`` on the layer list (e.g. a neuron generator) instead of ``coeffs``.
+    """
+    if quad is None:
+        c = torch.as_tensor(coeffs, dtype=net.dtype, device=net.device)
+        quad = lambda ts: torch.stack([t.pow(2).sum((-1, -2)) for t in ts], -1) @ c  # noqa: E731
+    eta, gam = net.eta, net.weight_decay
+    worst = 0.0
+    for _ in range(n_steps):
+        x, y = net.sample()
+        _, grads = net.batch_loss_and_grads(x, y)
+        Q, G = quad(net.weights), quad(grads)
+        net.weights = [W - eta * (g + 2 * gam * W) for W, g in zip(net.weights, grads)]
+        Q1 = quad(net.weights)
+        err = (Q1 - Q - (eta**2 * G - 4 * eta * gam * (1 - eta * gam) * Q)).abs()
+        worst = max(worst, float((err / (eta**2 * G.abs() + Q.abs() + Q1.abs())).max()))
+    return worst
