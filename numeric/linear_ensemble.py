@@ -81,7 +81,10 @@ class LinearEnsemble:
     the teacher's input to the net's input view, ``M_I`` embeds that view before ``W_1``,
     ``M_O`` embeds the last layer's output into label space. ``weights[i]`` has shape
     ``(n_runs, out_i, in_i)``. ``init_scale`` is the std of each weight entry times
-    ``sqrt(fan_in)``.
+    ``sqrt(fan_in)``. Blow-ups (NaN or ``|theta| > blowup_norm``) are recorded every
+    ``track_every`` steps (1: the exact first step; k > 1 is cheaper and names the first
+    checked step) and raised as DivergenceError every ``check_every`` steps and at the end of
+    ``run``.
     """
 
     teacher: LinearTeacher
@@ -98,6 +101,7 @@ class LinearEnsemble:
     seed: int = 0
     init_scale: float = 1.0
     check_every: int = 200
+    track_every: int = 1  # record blow-ups every k steps (k > 1: cheaper, step known to within k)
     blowup_norm: float = 1e8
     weights: list = field(init=False)
     step_count: int = field(init=False, default=0)
@@ -108,6 +112,8 @@ class LinearEnsemble:
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if int(self.batch) < 1:
             raise InputError(f"batch size must be >= 1, got {self.batch}")
+        if int(self.track_every) < 1 or int(self.check_every) < 1:
+            raise InputError(f"track_every and check_every must be >= 1, got {self.track_every}, {self.check_every}")
         if int(self.n_runs) < 1:
             raise InputError(f"n_runs must be >= 1, got {self.n_runs}")
         self.hidden = [int(h) for h in self.hidden]
@@ -132,6 +138,7 @@ class LinearEnsemble:
         self._V_map = as_t(t.V @ _sqrtm_psd(t.Sx))  # y - e = V_map @ xi
         self._e_map = as_t(_sqrtm_psd(t.Se))
         self._M_O = as_t(M_O)
+        self._out_identity = bool(np.array_equal(M_O, np.eye(M_O.shape[0])))  # skip the M_O matmuls
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(int(self.seed))
         self.weights = [
@@ -158,11 +165,13 @@ class LinearEnsemble:
         hs = [u]
         for W in self.weights:
             hs.append(hs[-1] @ W.transpose(-1, -2))
-        return hs, hs[-1] @ self._M_O.T
+        return hs, (hs[-1] if self._out_identity else hs[-1] @ self._M_O.T)
 
     def backward(self, hs, out, y):
         """Per-sample back-propagated residuals ``delta_i = d l / d h_i / 2`` (R,B,h_i)."""
-        delta = (out - y) @ self._M_O  # d(|f-y|^2)/d h_D = 2 M_O^T (f - y); keep the 1/2
+        delta = out - y
+        if not self._out_identity:
+            delta = delta @ self._M_O  # d(|f-y|^2)/d h_D = 2 M_O^T (f - y); keep the 1/2
         deltas = [delta]
         for W in reversed(self.weights[1:]):
             delta = delta @ W
@@ -190,14 +199,16 @@ class LinearEnsemble:
     # ---------------------------------------------------------------------------- SGD
     def step(self):
         u, y = self.sample()
-        grads = self.batch_gradients(u, y)
+        hs, out = self.forward(u)
+        deltas = self.backward(hs, out, y)  # every delta uses the pre-step weights
         decay = 2.0 * self.weight_decay
-        for W, g in zip(self.weights, grads):
-            if decay:
-                g = g + decay * W
-            W.sub_(self.eta * g)
+        B = u.shape[1]
+        for W, d, h in zip(self.weights, deltas, hs[:-1]):
+            # W <- W - eta (2/B) delta^T h - eta decay W, as one fused in-place batched matmul
+            W.baddbmm_(d.transpose(-1, -2), h, beta=1.0 - self.eta * decay, alpha=-2.0 * self.eta / B)
         self.step_count += 1
-        self._track_divergence()
+        if self.step_count % self.track_every == 0:
+            self._track_divergence()
 
     def run(self, n_steps: int, progress=None):
         """Advance every run by ``n_steps`` SGD steps; raise DivergenceError on blow-up."""
@@ -217,15 +228,18 @@ class LinearEnsemble:
         self._first_bad = torch.where(newly, torch.full_like(self._first_bad, self.step_count), self._first_bad)
 
     def raise_if_diverged(self):
+        if self.track_every > 1:
+            self._track_divergence()
         first_bad = self._first_bad.cpu().numpy()
         runs = np.nonzero(first_bad >= 0)[0]
         if runs.size:
             steps = first_bad[runs]
             shown = ", ".join(f"run {r} at step {s}" for r, s in list(zip(runs, steps))[:8])
             more = f" (+{runs.size - 8} more)" if runs.size > 8 else ""
+            granularity = f" (first seen; checked every {self.track_every} steps)" if self.track_every > 1 else ""
             raise DivergenceError(
                 f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN): "
-                f"{shown}{more}; eta = {self.eta:g} is past the stability limit for this problem/initialisation",
+                f"{shown}{more}{granularity}; eta = {self.eta:g} is past the stability limit for this problem/initialisation",
                 runs=runs.tolist(),
                 steps=steps.tolist(),
             )

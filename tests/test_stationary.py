@@ -1,0 +1,72 @@
+"""numeric.stationary: drift-test stationarity, error bars, eta -> 0 extrapolation."""
+
+import math
+
+import pytest
+import torch
+
+from numeric.stationary import extrapolate_to_zero, lagrange_weights_at_zero, stationary_average
+
+
+def _ar1(R, seed, phi=0.9, mu=3.0):
+    g = torch.Generator().manual_seed(seed)
+    state = {"x": torch.full((R,), -20.0, dtype=torch.float64)}  # far from stationary at the start
+
+    def advance(n):
+        for _ in range(n):
+            state["x"] = mu + phi * (state["x"] - mu) + torch.randn(R, generator=g, dtype=torch.float64)
+
+    return advance, lambda: {"x": state["x"].clone()}
+
+
+def test_ar1_mean_within_error_bar_and_burn_in_detected():
+    advance, observe = _ar1(64, 0)
+    res = stationary_average(advance, observe, block_steps=40, window=3, average_blocks=10, max_steps=50_000)
+    assert res.converged and res.steps_to_stationary >= 6 * 40
+    assert abs(float(res.mean["x"]) - 3.0) <= 6 * float(res.stderr["x"])  # CLT, z = 6
+    # stationary std of AR(1) = 1/sqrt(1-phi^2); time-averaged over 400 steps with tau ~ 19 steps
+    assert 0 < float(res.stderr["x"]) < 0.1
+
+
+def test_step_cap_is_reported_not_hidden():
+    x = {"v": torch.zeros(8, dtype=torch.float64)}
+
+    def advance(n):
+        x["v"] = x["v"] + n  # drifts for ever
+
+    res = stationary_average(advance, lambda: {"v": x["v"].clone()}, block_steps=10, window=2,
+                             average_blocks=2, max_steps=200)
+    assert not res.converged and res.total_steps >= 200
+
+
+def test_single_run_uses_batch_means():
+    advance, observe = _ar1(1, 1, phi=0.5)
+    res = stationary_average(advance, observe, block_steps=200, window=2, average_blocks=20, max_steps=20_000)
+    assert res.converged and abs(float(res.mean["x"]) - 3.0) <= 6 * float(res.stderr["x"])
+
+
+def test_block_steps_must_cover_sampling():
+    with pytest.raises(ValueError, match="sample_every"):
+        stationary_average(lambda n: None, lambda: {}, block_steps=1, sample_every=5, max_steps=10)
+
+
+def test_richardson_exact_on_polynomials():
+    etas = [0.04, 0.02, 0.01]
+    f = lambda e: torch.tensor([2.0 - e + 7 * e * e, 1.0 + 0 * e])  # noqa: E731
+    ex = extrapolate_to_zero(etas, [f(e) for e in etas], [torch.full((2,), 1e-3)] * 3)
+    # linear extrapolation from (0.02, 0.01) leaves -2 * 7 * 0.01^2; quadratic is exact
+    assert torch.allclose(ex.estimate, torch.tensor([2.0 - 2 * 7e-4, 1.0]), atol=1e-14)
+    assert torch.allclose(ex.systematic, torch.tensor([-2 * 7e-4, 0.0]), atol=1e-14)
+    se_lin = math.sqrt(4 + 1) * 1e-3
+    assert torch.allclose(ex.stderr, torch.full((2,), se_lin))
+    assert torch.all(ex.tolerance(6.0) >= 6 * se_lin)
+
+
+def test_lagrange_weights():
+    w = lagrange_weights_at_zero([0.3, 0.2, 0.1])
+    assert abs(sum(w) - 1) < 1e-12  # constants are reproduced
+    assert abs(sum(wk * e for wk, e in zip(w, [0.3, 0.2, 0.1]))) < 1e-12  # linear terms vanish
+    with pytest.raises(ValueError, match="distinct"):
+        lagrange_weights_at_zero([0.1, 0.1])
+    with pytest.raises(ValueError, match="two"):
+        extrapolate_to_zero([0.1], [torch.zeros(1)], [torch.zeros(1)])
