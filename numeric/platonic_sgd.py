@@ -1,0 +1,159 @@
+r"""SGD witness for Theorems 8/9/12: train embedded deep linear nets, measure hidden kernels.
+
+An ensemble of ``n_runs`` independent SGD runs of ``f(x) = M_O W_D ... W_1 M_I Z x`` (the
+shared engine, :func:`numeric.engine.linear_ensemble`) is run to stationarity
+(:func:`numeric.stationary.stationary_average`, drift test) and then time-averaged. The
+observables are, per run and per hidden layer k,
+
+* the kernel matrix ``K_k = (W_k ... W_1 M_I Z)^T (W_k ... W_1 M_I Z)`` in input coordinates
+  (``h_k(x)^T h_k(x') = x^T K_k x'``), and
+* its population cosine with a reference kernel ``K_ref`` (the closed-form Platonic kernel):
+  ``Tr(K Sx K_ref Sx) / sqrt(Tr((K Sx)^2) Tr((K_ref Sx)^2))`` - the large-test-set limit of
+  the paper's Gram-matrix cosine.
+
+>>> import numpy as np
+>>> from symbolic.deep_linear import EmbeddedProblem
+>>> prob = EmbeddedProblem(V=np.eye(2), Sx=np.eye(2), Se=0.5 * np.eye(2))
+>>> m = measure_kernels(prob, hidden=[2], eta=0.02, n_runs=4, block_steps=100, window=2,
+...                     average_blocks=2, max_steps=400, device="cpu")
+>>> len(m.kernel_mean), m.kernel_mean[0].shape
+(1, (2, 2))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .engine import linear_ensemble
+from .errors import InputError
+from .linear_ensemble import LinearTeacher
+from .stationary import stationary_average
+
+
+def kernel_cosine_torch(K: torch.Tensor, K_ref: torch.Tensor, Sx: torch.Tensor) -> torch.Tensor:
+    """Population Gram cosine of (batched) linear kernels ``K`` (R,d,d) with ``K_ref``."""
+    KS = K @ Sx
+    RS = K_ref @ Sx
+    num = (KS * RS.transpose(-1, -2)).sum((-1, -2))  # Tr(K Sx K_ref Sx)
+    den = torch.sqrt((KS * KS.transpose(-1, -2)).sum((-1, -2)) * (RS * RS.T).sum())
+    return num / den
+
+
+@dataclass
+class KernelMeasurement:
+    """Stationary hidden kernels of one ensemble (one network design)."""
+
+    depth: int
+    eta: float
+    batch: int
+    weight_decay: float
+    kernel_mean: list  # per hidden layer: ensemble + time average (d, d)
+    kernel_stderr: list  # CLT standard error of each entry (across independent runs)
+    kernel_per_run: list  # per hidden layer: (R, d, d) time averages
+    cosine_mean: np.ndarray  # (D-1,) time+ensemble mean of the instantaneous cosine to K_ref
+    cosine_stderr: np.ndarray
+    history_steps: np.ndarray  # block ends
+    history_cosine: np.ndarray  # (blocks, D-1) ensemble-mean cosine per block
+    steps_to_stationary: int
+    total_steps: int
+    converged: bool
+    cpu_seconds: float
+    final_maps: list = field(default_factory=list)  # per hidden layer (R, h_k, dx): B_k M_I Z
+
+    def relative_error(self, predicted: list) -> tuple[np.ndarray, np.ndarray]:
+        """``|K_mean - K_pred|_F / |K_pred|_F`` per layer and its CLT standard error
+        ``sqrt(sum stderr_ij^2) / |K_pred|_F`` (the noise part of the numerator)."""
+        err, se = [], []
+        for Km, Ks, Kp in zip(self.kernel_mean, self.kernel_stderr, predicted):
+            n = np.linalg.norm(Kp)
+            err.append(np.linalg.norm(Km - Kp) / n)
+            se.append(np.sqrt(np.sum(Ks**2)) / n)
+        return np.array(err), np.array(se)
+
+
+def measure_kernels(problem, hidden, eta: float, *, n_runs: int = 32, batch: int = 1, weight_decay: float = 0.0,
+                    seed: int = 0, device="auto", block_steps: int = 1000, window: int = 3,
+                    average_blocks: int = 10, max_steps: int = 50_000, sample_every: int = 10,
+                    reference=None, init_weights=None, init_scale: float = 1.0, progress=None) -> KernelMeasurement:
+    """Train ``n_runs`` SGD runs of ``problem`` (an :class:`symbolic.deep_linear.EmbeddedProblem`)
+    to stationarity and time-average the hidden kernels.
+
+    ``reference`` is the kernel the cosine is taken with (default: the Platonic kernel
+    ``Sx^{-1} # V^T Se V``). ``init_weights``: start every run from these weights (a list of
+    2-D arrays) instead of the random initialisation.
+    """
+    from symbolic.deep_linear import platonic_kernel
+
+    hidden = [int(h) for h in hidden]
+    if not hidden:
+        raise InputError("an embedded deep linear net needs at least one hidden layer (depth >= 2)")
+    teacher = LinearTeacher(problem.V, problem.Sx, problem.Se)
+    ens = linear_ensemble(teacher, hidden, n_runs, eta, batch=batch, weight_decay=weight_decay, Z=problem.Z,
+                          M_I=problem.M_I, M_O=problem.M_O, device=device, seed=seed,
+                         init_scale=init_scale)
+    if init_weights is not None:
+        ens.load_weights(init_weights)
+    dev, dt = ens.device, ens.dtype
+    G = torch.as_tensor(problem.G, dtype=dt, device=dev)
+    Sx = torch.as_tensor(problem.Sx, dtype=dt, device=dev)
+    K_ref = torch.as_tensor(platonic_kernel(problem.V, problem.Sx, problem.Se) if reference is None else reference,
+                            dtype=dt, device=dev)
+    L = len(hidden)
+
+    def maps():
+        P = ens.weights[0] @ G
+        out = [P]
+        for W in ens.weights[1:L]:
+            P = W @ P
+            out.append(P)
+        return out
+
+    def observe():
+        obs = {}
+        for k, P in enumerate(maps()):
+            K = P.transpose(-1, -2) @ P
+            obs[f"K{k + 1}"] = K
+            obs[f"cos{k + 1}"] = kernel_cosine_torch(K, K_ref, Sx)
+        return obs
+
+    t0 = time.process_time()
+    res = stationary_average(ens.run, observe, block_steps=block_steps, window=window, average_blocks=average_blocks,
+                             max_steps=max_steps, sample_every=sample_every, progress=progress)
+    cpu = time.process_time() - t0
+    to_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    hist = np.array([[float(res.history[f"cos{k + 1}"][b]) for k in range(L)] for b in range(len(res.history["cos1"]))])
+    return KernelMeasurement(
+        depth=L + 1, eta=float(eta), batch=int(batch), weight_decay=float(weight_decay),
+        kernel_mean=[to_np(res.mean[f"K{k + 1}"]) for k in range(L)],
+        kernel_stderr=[to_np(res.stderr[f"K{k + 1}"]) for k in range(L)],
+        kernel_per_run=[to_np(res.per_run[f"K{k + 1}"]) for k in range(L)],
+        cosine_mean=np.array([float(res.mean[f"cos{k + 1}"]) for k in range(L)]),
+        cosine_stderr=np.array([float(res.stderr[f"cos{k + 1}"]) for k in range(L)]),
+        history_steps=block_steps * np.arange(1, hist.shape[0] + 1),
+        history_cosine=hist,
+        steps_to_stationary=res.steps_to_stationary, total_steps=res.total_steps, converged=res.converged,
+        cpu_seconds=cpu, final_maps=[to_np(P) for P in maps()],
+    )
+
+
+def cross_kernel_alignment(m_a: KernelMeasurement, m_b: KernelMeasurement, Sx) -> np.ndarray:
+    """Population cosine between every hidden layer of net A and every hidden layer of net B:
+    ``C[i, j]`` = mean over paired runs r of ``cos(K_i^A[r], K_j^B[r])`` (time-averaged kernels)."""
+    Sx = torch.as_tensor(np.asarray(Sx, dtype=np.float64))
+    R = min(m_a.kernel_per_run[0].shape[0], m_b.kernel_per_run[0].shape[0])
+    C = np.zeros((len(m_a.kernel_per_run), len(m_b.kernel_per_run)))
+    for i, Ka in enumerate(m_a.kernel_per_run):
+        for j, Kb in enumerate(m_b.kernel_per_run):
+            c = [float(kernel_cosine_torch(torch.as_tensor(Ka[r])[None], torch.as_tensor(Kb[r]), Sx)[0]) for r in range(R)]
+            C[i, j] = np.mean(c)
+    return C
+
+
+def layer_features(maps: list, X: np.ndarray) -> list:
+    """Hidden activations ``h_k(x) = B_k M_I Z x`` of every run on test inputs X (n, dx):
+    a list over hidden layers of (R, n, h_k) arrays."""
+    return [np.einsum("rhd,nd->rnh", P, X) for P in maps]
