@@ -27,7 +27,6 @@ error, Richardson). The one-step gap then has the predicted expansion
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -35,6 +34,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch.func import grad, jvp
+
+from symbolic.backward_error import compositions  # the same ordered splits as the symbolic recursion
 
 from .errors import DivergenceError, InputError
 from .validation import check_positive, check_spd
@@ -68,15 +69,6 @@ def lie_derivative(A: VectorField, B: VectorField) -> VectorField:
     return lambda y: jvp(B, (y,), (A(y),))[1]
 
 
-def _compositions(total: int, parts: int):
-    for cut in itertools.combinations(range(total + parts - 1), parts - 1):
-        prev, out = -1, []
-        for c in cut + (total + parts - 1,):
-            out.append(c - prev - 1)
-            prev = c
-        yield tuple(out)
-
-
 def modified_field_terms(f0: VectorField, k: int) -> list[VectorField]:
     """``[f_0, ..., f_k]`` as callables (the BEA recursion, see the module docstring)."""
     if k < 0:
@@ -91,7 +83,7 @@ def modified_field_terms(f0: VectorField, k: int) -> list[VectorField]:
 
     for j in range(1, k + 1):
         terms = [(nested(idx), 1.0 / math.factorial(m))
-                 for m in range(2, j + 2) for idx in _compositions(j + 1 - m, m)]
+                 for m in range(2, j + 2) for idx in compositions(j + 1 - m, m)]
         fs.append(lambda y, terms=terms: -sum(w * t(y) for t, w in terms))
     return fs
 

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict
 
+import numpy as np
 import torch
 
 Observables = Dict[str, torch.Tensor]
@@ -212,3 +213,42 @@ def extrapolate_to_zero(etas, means, stderrs) -> Extrapolation:
     wd = [w1[0] - w2[0], w1[1] - w2[1], -w2[2]]
     sys_se = torch.sqrt(sum(wk**2 * sk**2 for wk, sk in zip(wd, s[:3])))
     return Extrapolation(lin, lin_se, lin - quad, sys_se)
+
+
+def extrapolated_relative_error(etas, means, stderrs, target, z: float) -> tuple[float, float, str]:
+    """``(error, bound, source)``: relative Frobenius error of the Richardson (eta -> 0)
+    extrapolation of ``means`` against ``target``, and the bound it must stay under.
+
+    Three or more rungs: ``bound = |z*stderr + |systematic| + z*systematic_stderr|_F / |target|_F``
+    (:meth:`Extrapolation.tolerance`: CLT plus the O(eta^2) term estimated from the third
+    rung). Two rungs (ratio ``rho = eta_1/eta_2``) give no independent estimate of that term;
+    the bound uses what is left of the linear law on the ladder, ``|rho e_2 - e_1| / (rho - 1)``
+    (``e_k`` the single-rung relative errors), which equals the remainder when the O(eta) and
+    O(eta^2) terms are parallel. It grows with the error itself, so a two-rung verdict is
+    meaningful only together with a first-order slope check of ``e_k`` (a limit that is wrong
+    by d leaves e_k ~ d at both rungs: slope ~0).
+
+    >>> import torch
+    >>> t = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> f = lambda e: t + torch.tensor([3.0, -1.0], dtype=torch.float64) * e
+    >>> err, bound, src = extrapolated_relative_error([0.02, 0.01], [f(0.02), f(0.01)],
+    ...                                               [torch.zeros(2)] * 2, t, z=5.0)
+    >>> round(err, 12), round(bound, 12), src.startswith("z=5")
+    (0.0, 0.0, True)
+    """
+    order = sorted(range(len(etas)), key=lambda k: -float(etas[k]))  # largest eta first
+    etas = [float(etas[k]) for k in order]
+    as_t = lambda a: torch.tensor(np.array(a, dtype=np.float64)) if not torch.is_tensor(a) else a.double()  # noqa: E731
+    means = [as_t(means[k]) for k in order]
+    stderrs = [as_t(stderrs[k]) for k in order]
+    target = as_t(target)
+    tnorm = float(target.norm())
+    ex = extrapolate_to_zero(etas, means, stderrs)
+    err = float((ex.estimate - target).norm()) / tnorm
+    if len(etas) >= 3:
+        bound = float(ex.tolerance(z).norm()) / tnorm
+        return err, bound, f"z={z:g} CLT + O(eta^2) remainder estimated from the third rung"
+    rho = etas[0] / etas[1]
+    e1, e2 = (float((m - target).norm()) / tnorm for m in means)
+    bound = z * float(ex.stderr.norm()) / tnorm + abs(rho * e2 - e1) / (rho - 1)
+    return err, bound, f"z={z:g} CLT + two-rung O(eta^2) estimate |rho e(eta/rho) - e(eta)|/(rho-1)"

@@ -90,8 +90,12 @@ def quadratic_loss(n: int):
 
 
 # ----------------------------------------------------------------------------- the BEA recursion
-def _compositions(total: int, parts: int):
-    """All ordered tuples of ``parts`` non-negative ints summing to ``total``."""
+def compositions(total: int, parts: int):
+    """All ordered tuples of ``parts`` non-negative ints summing to ``total``.
+
+    >>> list(compositions(2, 2))
+    [(0, 2), (1, 1), (2, 0)]
+    """
     for cut in itertools.combinations(range(total + parts - 1), parts - 1):
         prev, out = -1, []
         for c in cut + (total + parts - 1,):
@@ -129,7 +133,7 @@ def euler_modified_field(f0: sp.Matrix, xs, k: int, simplify=sp.expand) -> list[
     for j in range(1, k + 1):
         acc = sp.zeros(len(xs), 1)
         for m in range(2, j + 2):
-            for idx in _compositions(j + 1 - m, m):
+            for idx in compositions(j + 1 - m, m):
                 acc += nested(idx) / sp.factorial(m)
         fs.append(simplify(-acc))
     return fs

@@ -79,3 +79,12 @@ def test_cuda_without_gpu_is_an_error(fake_theorems, tmp_path, capsys):
 def test_list_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "theorems", "--list"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_log_output_has_a_line_per_theorem_and_a_wide_table(fake_theorems, tmp_path, capsys):
+    """Captured output is not a terminal (CI logs): no progress bar, one line per theorem, and
+    the verdict table is not folded into 80 columns."""
+    assert cli.main(["-t", "1", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "Theorem 1: 1/1 verdicts passed" in captured.err
+    assert max(len(line) for line in captured.out.splitlines()) > 80

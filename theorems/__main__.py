@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
+TABLE_WIDTH_NOT_A_TTY = 220
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     from numeric.errors import InputError
 
     from .report import verdict_table, write_report
-    from .verdict import Context, Verdict, theorem_modules
+    from .verdict import Context, Verdict, display_name, theorem_modules
 
     console = Console(stderr=True)
     try:
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         overall = bar.add_task("theorems", total=len(wanted))
         for tid in wanted:
             mod = modules[tid]
-            bar.update(overall, description=f"Theorem {tid}: {getattr(mod, 'TITLE', '')}")
+            bar.update(overall, description=f"{display_name(tid)}: {getattr(mod, 'TITLE', '')}")
             ctx = Context(budget=args.budget, device=device, seed=args.seed, out=out, progress=progress)
             t0 = time.perf_counter()
             try:
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
             timings[tid] = time.perf_counter() - t0
             verdicts.extend(vs)
             bar.advance(overall)
+            if not console.is_terminal and not args.json:  # a log (CI): one line per theorem instead of a bar
+                n_ok = sum(v.passed for v in vs)
+                console.print(f"{display_name(tid)}: {n_ok}/{len(vs)} verdicts passed ({timings[tid]:.0f} s)", highlight=False)
 
     meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
             "torch": torch.__version__, "seconds": timings}
@@ -111,9 +115,12 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
     else:
-        Console().print(verdict_table(verdicts))
+        # A log file or pipe (CI) is not a terminal: rich would fold nine columns into 80
+        # characters; give the table room instead (a terminal keeps its own width).
+        out_console = Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_NOT_A_TTY)
+        out_console.print(verdict_table(verdicts))
         n_fail = sum(not v.passed for v in verdicts)
-        Console().print(f"{len(verdicts) - n_fail}/{len(verdicts)} verdicts passed; report in {out}/report.md")
+        out_console.print(f"{len(verdicts) - n_fail}/{len(verdicts)} verdicts passed; report in {out}/report.md")
     return EXIT_FAIL if any(not v.passed for v in verdicts) else 0
 
 

@@ -32,6 +32,7 @@ from numeric import strategies as nst
 from numeric.alignment import alignment_matrix
 from numeric.errors import InputError
 from numeric.platonic_sgd import cross_kernel_alignment, layer_features, measure_kernels
+from numeric.stationary import extrapolated_relative_error
 from symbolic import deep_linear as dl
 from theorems.verdict import Context, Verdict
 
@@ -214,9 +215,9 @@ def check_kernel_convergence(ctx: Context, D: int) -> list[Verdict]:
        slope of log err vs log eta must be 1; we accept [0.4, 1.6]: the CLT error of a
        2-point slope is ~ sqrt(se1^2/e1^2 + se2^2/e2^2) / ln 2 <= 0.1 here (z ~ 5).
     2. the Richardson-extrapolated kernel (2 K(eta/2) - K(eta)) matches the closed form
-       within z = 5.3 CLT standard errors plus the O(eta^2) remainder: with three rungs
-       estimated from the two successive Richardson values (see the code), with two rungs
-       by |err(eta) - 2 err(eta/2)| (what is left of the linear law on the ladder).
+       within z = 5.3 CLT standard errors plus the O(eta^2) remainder
+       (numeric.stationary.extrapolated_relative_error: with three rungs estimated from the
+       third, with two from what is left of the linear law - meaningful jointly with 1.).
     """
     etas = ETAS[ctx.budget][D]
     prob = design_for_depth(D)
@@ -237,29 +238,17 @@ def check_kernel_convergence(ctx: Context, D: int) -> list[Verdict]:
                        details={"etas": list(etas), "rel_error": errs, "stderr": ses, "slopes": slopes,
                                 "cpu_seconds": [m.cpu_seconds for m in ms], "steps": [m.total_steps for m in ms],
                                 "converged": [m.converged for m in ms], "cosine_to_closed_form": [m.cosine_mean for m in ms]}))
-    # Richardson on the last two rungs
-    m1, m2 = ms[-2], ms[-1]
+    # Richardson (eta -> 0) per layer: shared with Theorem 12 (numeric.stationary)
     rich, tol_parts = [], []
     for k in range(D - 1):
-        Kx = 2 * m2.kernel_mean[k] - m1.kernel_mean[k]
-        se = np.sqrt(4 * np.sum(m2.kernel_stderr[k] ** 2) + np.sum(m1.kernel_stderr[k] ** 2)) / np.linalg.norm(pred[k])
-        rich.append(np.linalg.norm(Kx - pred[k]) / np.linalg.norm(pred[k]))
-        if len(ms) >= 3:
-            # Three rungs (ratio 2): R01 = 2K1 - K0 = K* - c2 eta0^2/2, R12 = 2K2 - K1 =
-            # K* - c2 eta0^2/8, so the remainder of R12 is |R01 - R12| / 3 (matrix norm),
-            # plus z standard errors of that combination (-K0 + 3K1 - 2K2)/3.
-            m0 = ms[-3]
-            comb = (-m0.kernel_mean[k] + 3 * m1.kernel_mean[k] - 2 * m2.kernel_mean[k]) / 3
-            comb_se = np.sqrt(np.sum(m0.kernel_stderr[k] ** 2) + 9 * np.sum(m1.kernel_stderr[k] ** 2)
-                              + 4 * np.sum(m2.kernel_stderr[k] ** 2)) / 3
-            remainder = (np.linalg.norm(comb) + Z_SIGMA * comb_se) / np.linalg.norm(pred[k])
-        else:  # two rungs: what is left of the linear law, |e(eta) - 2 e(eta/2)|
-            remainder = abs(errs[-2, k] - 2 * errs[-1, k])
-        tol_parts.append(Z_SIGMA * se + remainder)
+        e, bound, source = extrapolated_relative_error(etas, [m.kernel_mean[k] for m in ms],
+                                                        [m.kernel_stderr[k] for m in ms], pred[k], Z_SIGMA)
+        rich.append(e)
+        tol_parts.append(bound)
     worst = int(np.argmax(np.array(rich) - np.array(tol_parts)))
     out.append(Verdict(THEOREM, f"D={D}: Richardson-extrapolated (eta -> 0) SGD kernels = closed form, every layer",
                        predicted=0.0, measured=float(rich[worst]), tolerance=float(tol_parts[worst]),
-                       tolerance_source="z=5.3 CLT (runs) + O(eta^2) remainder (3 rungs: |R01-R12|/3; 2 rungs: |e(eta)-2e(eta/2)|)", paper_holds=True,
+                       tolerance_source=source, paper_holds=True,
                        passed=all(r <= t for r, t in zip(rich, tol_parts)),
                        details={"extrapolated_rel_error": rich, "tolerance_per_layer": tol_parts,
                                 "rel_error_smallest_eta": errs[-1]}))

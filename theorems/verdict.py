@@ -150,6 +150,19 @@ class Context:
         return self.progress(desc, total)
 
 
+def display_name(tid: str) -> str:
+    """How a result is called in messages: ``"Theorem 8"``, ``"Lemma 1"``, ``"Appendix B.1"``.
+
+    >>> [display_name(t) for t in ("8", "L1", "B1")]
+    ['Theorem 8', 'Lemma 1', 'Appendix B.1']
+    """
+    if tid.startswith("L"):
+        return f"Lemma {tid[1:]}"
+    if tid.startswith("B"):
+        return f"Appendix B.{tid[1:]}"
+    return f"Theorem {tid}"
+
+
 def theorem_modules() -> dict:
     """``{THEOREM id: module}`` for every theorem module in this package: theorems by number,
     then lemmas, then appendix results."""
