@@ -26,6 +26,7 @@ import torch
 from .alignment import alignment_matrix
 from .device import resolve_device
 from .errors import DivergenceError, InputError
+from .figures import saved_figure
 
 N_LAYERS = 6  # weight layers; 5 hidden representations
 
@@ -212,19 +213,11 @@ def digits_verdicts(ctx, theorem: str) -> list:
 
 
 def _plot_heatmaps(path, results):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.4))
-    for ax, r in zip(np.atleast_1d(axes), results):
-        im = ax.imshow(r.matrix["linear_cka"], vmin=0, vmax=1, cmap="viridis")
-        ax.set(title=f"linear CKA, {r.activation}, lr={r.lr}", xlabel="layer of B (rotated input)", ylabel="layer of A")
-        ax.set_xticks(range(5), range(1, 6))
-        ax.set_yticks(range(5), range(1, 6))
-        fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, nrows=1, ncols=len(results), figsize=(4 * len(results), 3.4), dpi=100) as (fig, axes):
+        for ax, r in zip(np.atleast_1d(axes), results):
+            im = ax.imshow(r.matrix["linear_cka"], vmin=0, vmax=1, cmap="viridis")
+            ax.set(title=f"linear CKA, {r.activation}, lr={r.lr}", xlabel="layer of B (rotated input)", ylabel="layer of A")
+            ax.set_xticks(range(5), range(1, 6))
+            ax.set_yticks(range(5), range(1, 6))
+            fig.colorbar(im, ax=ax)
     return path

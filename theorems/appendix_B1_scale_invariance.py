@@ -35,6 +35,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from numeric.figures import saved_figure
 from numeric.symmetry import EPS64, NormalisedLinear, normalised_sharpness, roundoff_tolerance
 from symbolic.symmetry import gradient, is_exponential_symmetry, is_identically_zero
 from theorems.verdict import Context, Verdict
@@ -90,23 +91,15 @@ def check_norm_law(ctx: Context, rec: dict, dim: int) -> Verdict:
     figs = []
     path = ctx.figure_path("appendix_B1_norm_growth.png")
     if path is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        t = np.arange(1, rec["n1"].shape[0] + 1)
-        for r in range(min(4, rec["n1"].shape[1])):
-            ax.plot(t, rec["n1"][:, r].cpu().numpy(), lw=1.5, label="|theta_t|^2" if r == 0 else None)
-            pred = (rec["n0"][0, r] + rec["eta2g2"][:, r].cumsum(0)).cpu().numpy()
-            ax.plot(t, pred, "k:", lw=1, label="|theta_0|^2 + sum eta^2|g|^2" if r == 0 else None)
-        ax.set_xlabel("SGD step")
-        ax.set_ylabel("|theta|^2")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        with saved_figure(path, figsize=(5, 3.5), dpi=120) as (fig, ax):
+            t = np.arange(1, rec["n1"].shape[0] + 1)
+            for r in range(min(4, rec["n1"].shape[1])):
+                ax.plot(t, rec["n1"][:, r].cpu().numpy(), lw=1.5, label="|theta_t|^2" if r == 0 else None)
+                pred = (rec["n0"][0, r] + rec["eta2g2"][:, r].cumsum(0)).cpu().numpy()
+                ax.plot(t, pred, "k:", lw=1, label="|theta_0|^2 + sum eta^2|g|^2" if r == 0 else None)
+            ax.set_xlabel("SGD step")
+            ax.set_ylabel("|theta|^2")
+            ax.legend(fontsize=8)
         figs.append(path)
     return Verdict(THEOREM, "every step: |theta'|^2 = |theta|^2 + eta^2 |g|^2 (norm never decreases)", figures=figs,
                    predicted=0.0, measured=worst, tolerance=1.0,

@@ -31,6 +31,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from numeric.figures import saved_figure
 from numeric.symmetry import (EPS64, flatten_uw, hessian_diagonal, neuron_generator_diag, population_loss,
                               total_sharpness, two_layer_sharpness_formula, unflatten_uw)
 from symbolic.symmetry import LAM, is_identically_zero, sharpness_along_orbit
@@ -141,20 +142,12 @@ def check_orbit_numeric(ctx: Context, ks=None) -> Verdict:
     figs = []
     path = ctx.figure_path("lemma_1_sharpness_orbit.png")
     if path is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.loglog(cs, T_num, "o", label="Tr hess L (torch.func)")
-        ax.loglog(cs, T_form, "-", label="2 d_y c^2 Tr(W Sx W^T) + 2 Tr(Sx)|U|^2 / c^2")
-        ax.set_xlabel("c  (theta = (c W, U / c), L constant)")
-        ax.set_ylabel("total sharpness T")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        with saved_figure(path, figsize=(5, 3.5), dpi=120) as (fig, ax):
+            ax.loglog(cs, T_num, "o", label="Tr hess L (torch.func)")
+            ax.loglog(cs, T_form, "-", label="2 d_y c^2 Tr(W Sx W^T) + 2 Tr(Sx)|U|^2 / c^2")
+            ax.set_xlabel("c  (theta = (c W, U / c), L constant)")
+            ax.set_ylabel("total sharpness T")
+            ax.legend(fontsize=8)
         figs.append(path)
     return Verdict(THEOREM, "torch.func: L constant, T(cW, U/c) = formula, log-log slopes -> +2 / -2", figures=figs,
                    predicted=0.0, measured=float(T_rel.max()), tolerance=rel_tol,

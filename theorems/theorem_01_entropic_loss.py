@@ -37,6 +37,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numeric import modified_flow as mf
+from numeric.figures import saved_figure
 from numeric.minibatch_noise import Z_CLT, noise_split, one_over_b_law, tanh_mlp_per_sample
 from symbolic import backward_error as be
 from symbolic import stochastic as sto
@@ -267,23 +268,15 @@ def _slope_figure(ctx: Context, fits: list, name: str, title: str):
     path = ctx.figure_path(name)
     if path is None:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label, fit in fits:
-        line, = ax.loglog(fit.h, fit.err, "o-", label=f"{label}: slope {fit.slope:.3f}")
-        p = fit.details["predicted_slope"]
-        ax.loglog(fit.h, fit.details["u_norm"] * fit.h ** p, ":", color=line.get_color())
-    ax.set_xlabel("learning rate eta")
-    ax.set_ylabel("|theta_GD - flow(phi_k)|")
-    ax.set_title(title + "\n(dotted: predicted eta^{k+2} |f_{k+1}|)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, figsize=(6, 4.5), dpi=120) as (fig, ax):
+        for label, fit in fits:
+            line, = ax.loglog(fit.h, fit.err, "o-", label=f"{label}: slope {fit.slope:.3f}")
+            p = fit.details["predicted_slope"]
+            ax.loglog(fit.h, fit.details["u_norm"] * fit.h ** p, ":", color=line.get_color())
+        ax.set_xlabel("learning rate eta")
+        ax.set_ylabel("|theta_GD - flow(phi_k)|")
+        ax.set_title(title + "\n(dotted: predicted eta^{k+2} |f_{k+1}|)")
+        ax.legend(fontsize=7)
     return [path]
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from numeric.figures import saved_figure
 from numeric.symmetry import (balance_witness, empirical_entropic_loss, neuron_generator_diag, orbit_minimiser,
                               per_sample_gAg, ratio_with_stderr)
 from symbolic.symmetry import (ETA, GAMMA, balance_residual_from_loss, convexity_residual_from_loss,
@@ -173,22 +174,14 @@ def check_ladder_fit(ctx: Context, ladder: list[dict]) -> Verdict:
     figs = []
     path = ctx.figure_path("theorem_04_balance_ratio.png")
     if path is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.errorbar(eta, rho, yerr=Z * se, fmt="o", label=f"SGD, measured (z={Z} bars)")
-        grid = np.linspace(0, eta.max() * 1.1, 50)
-        ax.plot(grid, 1 - gam * grid, label="exact SGD law 1 - eta gam")
-        ax.plot(grid, 1 + gam * grid, "--", label="Eq. 4: 1 + eta gam")
-        ax.set_xlabel("eta")
-        ax.set_ylabel("eta E[g^T A g] / (4 gam E[theta^T A theta])")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        with saved_figure(path, figsize=(5, 3.5), dpi=120) as (fig, ax):
+            ax.errorbar(eta, rho, yerr=Z * se, fmt="o", label=f"SGD, measured (z={Z} bars)")
+            grid = np.linspace(0, eta.max() * 1.1, 50)
+            ax.plot(grid, 1 - gam * grid, label="exact SGD law 1 - eta gam")
+            ax.plot(grid, 1 + gam * grid, "--", label="Eq. 4: 1 + eta gam")
+            ax.set_xlabel("eta")
+            ax.set_ylabel("eta E[g^T A g] / (4 gam E[theta^T A theta])")
+            ax.legend(fontsize=8)
         figs.append(path)
     return Verdict(THEOREM, "eta ladder: rho = alpha + beta eta with alpha = 1, beta = -gam (Eq. 4 says +gam)",
                    symbolic="SGD law 1 - eta gam; Eq. 4: 1 + eta gam; both -> 1 as eta -> 0",

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from numeric import strategies as nst
 from numeric.alignment import alignment_matrix
 from numeric.errors import InputError
+from numeric.figures import saved_figure
 from numeric.platonic_sgd import cross_kernel_alignment, layer_features, measure_kernels
 from numeric.stationary import extrapolated_relative_error
 from symbolic import deep_linear as dl
@@ -379,56 +380,32 @@ def check_digits(ctx: Context) -> list[Verdict]:
 
 # ----------------------------------------------------------------------------- figures
 def _plot_gap(path, etas, errs, ses, D):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 3))
-    for k in range(errs.shape[1]):
-        ax.errorbar(etas, errs[:, k], yerr=ses[:, k], marker="o", label=f"layer {k + 1}")
-    ax.plot(etas, errs[0, 0] * np.array(etas) / etas[0], "k--", label="slope 1")
-    ax.set(xscale="log", yscale="log", xlabel="eta", ylabel="|K_sgd - K*| / |K*|", title=f"D = {D}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(4, 3), dpi=100) as (fig, ax):
+        for k in range(errs.shape[1]):
+            ax.errorbar(etas, errs[:, k], yerr=ses[:, k], marker="o", label=f"layer {k + 1}")
+        ax.plot(etas, errs[0, 0] * np.array(etas) / etas[0], "k--", label="slope 1")
+        ax.set(xscale="log", yscale="log", xlabel="eta", ylabel="|K_sgd - K*| / |K*|", title=f"D = {D}")
+        ax.legend(fontsize=7)
     return path
 
 
 def _plot_matrix(path, C, labels, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    im = ax.imshow(C, vmin=min(0.9, C.min()), vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_title(title, fontsize=8)
-    fig.colorbar(im)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(5, 4), dpi=100) as (fig, ax):
+        im = ax.imshow(C, vmin=min(0.9, C.min()), vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_title(title, fontsize=8)
+        fig.colorbar(im)
     return path
 
 
 def _plot_curve(path, m, cos0, eta):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    steps = np.concatenate([[0], m.history_steps])
-    for k in range(m.history_cosine.shape[1]):
-        ax.plot(steps, 1 - np.concatenate([[cos0[k]], m.history_cosine[:, k]]), label=f"layer {k + 1}")
-    ax.set(yscale="log", xlabel="SGD step", ylabel="1 - cos(K, K*)", title=f"D = 3, eta = {eta}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(4.5, 3), dpi=100) as (fig, ax):
+        steps = np.concatenate([[0], m.history_steps])
+        for k in range(m.history_cosine.shape[1]):
+            ax.plot(steps, 1 - np.concatenate([[cos0[k]], m.history_cosine[:, k]]), label=f"layer {k + 1}")
+        ax.set(yscale="log", xlabel="SGD step", ylabel="1 - cos(K, K*)", title=f"D = 3, eta = {eta}")
+        ax.legend(fontsize=7)
     return path
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from numeric.figures import saved_figure
 from numeric.platonic_sgd import cross_kernel_alignment, measure_kernels
 from symbolic import deep_linear as dl
 from theorems.theorem_08_platonic import SE, SX, V_TEACHER, Z_SIGMA
@@ -184,25 +185,17 @@ def check_batch_dependence(ctx: Context) -> Verdict:
 
 
 def _plot(path, rows, c0):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ks = np.array(KAPPAS_CURVE[1:])
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for D, style in ((2, "-"), (3, "--")):
-        curve = np.array([predicted_alignment(D, k) for k in ks])
-        for j in range(curve.shape[1]):
-            ax.plot(ks, curve[:, j], style, label=f"theory D={D} layer {j + 1}")
-    ax.errorbar([1e-1], [c0[0]], fmt="ko", label="SGD gam=0 (at 0.1)")
-    for eta, ck, sk, _ in rows:
-        ax.errorbar([10.0], [ck[0]], yerr=[Z_SIGMA * sk[0]], fmt="s", label=f"SGD D=2 eta={eta}")
-    ax.set(xscale="log", xlabel="kappa = gam B / eta", ylabel="cross-net alignment (Gram cosine)")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(4.5, 3.2), dpi=100) as (fig, ax):
+        for D, style in ((2, "-"), (3, "--")):
+            curve = np.array([predicted_alignment(D, k) for k in ks])
+            for j in range(curve.shape[1]):
+                ax.plot(ks, curve[:, j], style, label=f"theory D={D} layer {j + 1}")
+        ax.errorbar([1e-1], [c0[0]], fmt="ko", label="SGD gam=0 (at 0.1)")
+        for eta, ck, sk, _ in rows:
+            ax.errorbar([10.0], [ck[0]], yerr=[Z_SIGMA * sk[0]], fmt="s", label=f"SGD D=2 eta={eta}")
+        ax.set(xscale="log", xlabel="kappa = gam B / eta", ylabel="cross-net alignment (Gram cosine)")
+        ax.legend(fontsize=6)
     return path
 
 

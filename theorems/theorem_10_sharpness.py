@@ -31,6 +31,7 @@ import pytest
 import sympy as sp
 import torch
 
+from numeric.figures import saved_figure
 from numeric.sharpness import (hutchinson_trace, two_layer_population_loss, two_layer_sharpness_exact,
                                two_layer_sharpness_formula, unflatten)
 from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder, showcase_problem
@@ -196,38 +197,30 @@ def data_balance_sweep(ctx: Context, rhos=None, **settings):
 
 
 def plot_data_balance(sweep, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    rhos = [s[0] for s in sweep]
-    grid = np.geomspace(min(rhos) / 1.5, 1.0, 60)
-    ax1.plot(grid, [data_balance_problem(r).closed_form().sharpness for r in grid], "k-", label="T* (closed form)")
-    ax1.axhline(sweep[0][1].closed_form().min_sharpness, color="grey", ls="--", label="T_min (closed form)")
-    for k in range(len(sweep[0][2].rungs)):
-        ax1.errorbar(rhos, [float(s[2].rungs[k].mean["sharpness"]) for s in sweep],
-                     yerr=[Z * float(s[2].rungs[k].stderr["sharpness"]) for s in sweep], fmt="o", ms=4,
-                     label=f"SGD, eta = {sweep[0][2].rungs[k].eta * sweep[0][1].closed_form().sharpness:.2g}/T*")
-    ax1.errorbar(rhos, [float(s[2].extrapolated["sharpness"].estimate) for s in sweep],
-                 yerr=[float(s[2].extrapolated["sharpness"].tolerance(Z)) for s in sweep], fmt="s", color="red",
-                 label="SGD extrapolated to eta -> 0")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("label-noise balance rho (Se = diag(1, rho))")
-    ax1.set_ylabel("total sharpness Tr hess L")
-    ax1.legend(fontsize=7)
-    for rho, p, lad in sweep:
-        ax2.errorbar(lad.etas, [float(r.mean["sharpness"]) for r in lad.rungs],
-                     yerr=[Z * float(r.stderr["sharpness"]) for r in lad.rungs], fmt="o-", label=f"rho = {rho:g}")
-        ax2.plot([0.0], [p.closed_form().sharpness], "k*")
-    ax2.set_xlabel("learning rate eta")
-    ax2.set_ylabel("Tr hess L (stationary average)")
-    ax2.set_title("stars: T* at eta = 0")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, nrows=1, ncols=2, figsize=(10, 4), dpi=120) as (fig, (ax1, ax2)):
+        rhos = [s[0] for s in sweep]
+        grid = np.geomspace(min(rhos) / 1.5, 1.0, 60)
+        ax1.plot(grid, [data_balance_problem(r).closed_form().sharpness for r in grid], "k-", label="T* (closed form)")
+        ax1.axhline(sweep[0][1].closed_form().min_sharpness, color="grey", ls="--", label="T_min (closed form)")
+        for k in range(len(sweep[0][2].rungs)):
+            ax1.errorbar(rhos, [float(s[2].rungs[k].mean["sharpness"]) for s in sweep],
+                         yerr=[Z * float(s[2].rungs[k].stderr["sharpness"]) for s in sweep], fmt="o", ms=4,
+                         label=f"SGD, eta = {sweep[0][2].rungs[k].eta * sweep[0][1].closed_form().sharpness:.2g}/T*")
+        ax1.errorbar(rhos, [float(s[2].extrapolated["sharpness"].estimate) for s in sweep],
+                     yerr=[float(s[2].extrapolated["sharpness"].tolerance(Z)) for s in sweep], fmt="s", color="red",
+                     label="SGD extrapolated to eta -> 0")
+        ax1.set_xscale("log")
+        ax1.set_xlabel("label-noise balance rho (Se = diag(1, rho))")
+        ax1.set_ylabel("total sharpness Tr hess L")
+        ax1.legend(fontsize=7)
+        for rho, p, lad in sweep:
+            ax2.errorbar(lad.etas, [float(r.mean["sharpness"]) for r in lad.rungs],
+                         yerr=[Z * float(r.stderr["sharpness"]) for r in lad.rungs], fmt="o-", label=f"rho = {rho:g}")
+            ax2.plot([0.0], [p.closed_form().sharpness], "k*")
+        ax2.set_xlabel("learning rate eta")
+        ax2.set_ylabel("Tr hess L (stationary average)")
+        ax2.set_title("stars: T* at eta = 0")
+        ax2.legend(fontsize=7)
     return path
 
 

@@ -64,6 +64,7 @@ from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder,
 from symbolic import deep_linear as dl
 from symbolic.two_layer import (derive_entropy_on_manifold, diagonal_case, entropic_optimum,
                                 entropy_on_manifold, random_feasible_point)
+from theorems.theorem_08_platonic import ETAS, Z_SIGMA, design, design_for_depth, fit_slope, run_sgd
 from theorems.two_layer_checks import SGD_CLAIMS, Z, invariant_verdicts, showcase_ladder  # noqa: F401
 from theorems.verdict import Context, Verdict
 
@@ -178,8 +179,6 @@ def layer_structure(problem: "dl.EmbeddedProblem", weights) -> dict:
 def check_any_depth_structure(ctx: Context, D: int) -> Verdict:
     """Eqs. 59-60 on a numerically found global minimum (BFGS over the minimum manifold of
     an embedded net with random M_I, M_O, Z; it never sees the closed form)."""
-    from theorems.theorem_08_platonic import design
-
     problem = design(20 + D)
     ws, _ = dl.orbit_minimum(problem, D, 0.0, seed=ctx.seed, starts=ctx.pick(2, 5))
     parts = layer_structure(problem, ws)
@@ -218,8 +217,6 @@ def check_any_depth_sgd(ctx: Context, D: int) -> Verdict:
     method (:func:`whitened_spectrum`). Bound: z = 5.3 CLT + the O(eta^2) remainder
     (numeric.stationary.extrapolated_relative_error); with two rungs it is meaningful jointly
     with Theorem 8's first-order slope verdict on the same runs."""
-    from theorems.theorem_08_platonic import ETAS, Z_SIGMA, design_for_depth, run_sgd
-
     problem = design_for_depth(D)
     _, S, _ = problem.whitened_svd()
     etas = ETAS[ctx.budget][D]
@@ -238,8 +235,7 @@ def check_any_depth_sgd(ctx: Context, D: int) -> Verdict:
                    tolerance=bounds[worst], tolerance_source=source + " (delta-method CLT over runs)",
                    passed=all(e <= b for e, b in zip(errs, bounds)), paper_holds=True,
                    details={"etas": list(etas), "single-eta rel. error per layer": singles,
-                            "log-log slope per layer": [float(np.polyfit(np.log(etas), np.log(e_), 1)[0])
-                                                        for e_ in singles],
+                            "log-log slope per layer": [fit_slope(etas, e_) for e_ in singles],
                             "extrapolated rel. error per layer": errs, "bound per layer": bounds,
                             "predicted s_k": [problem.layer_scale(D, k) for k in range(1, D)], "S": S})
 
