@@ -239,7 +239,7 @@ def main_rows(argv=None, progress=None) -> list:
     import torch
 
     from .device import resolve_device
-    from .errors import InputError
+    from .errors import DivergenceError, InputError
     from .fused_linear import fused_unsupported_reason, triton_available
 
     try:
@@ -272,6 +272,9 @@ def main_rows(argv=None, progress=None) -> list:
             rows.append(_bench_engine(name, args, device, dtype, *plan[name], teacher, sync))
         except InputError as exc:
             raise _UsageError(f"{name}: {exc}") from None
+        except DivergenceError as exc:  # e.g. --eta past the stability limit: bad input, not a crash
+            msg = " ".join(str(exc).split())
+            raise _UsageError(f"{name}: {msg} (try a smaller --eta)") from None
     base = rows[0]["run_steps_per_s"]
     for r in rows:
         r["speedup_vs_naive"] = r["run_steps_per_s"] / base

@@ -4,7 +4,7 @@ Many independent SGD runs advance together as one tensor program: every weight h
 leading ensemble dimension ``R`` and every product is a batched matmul, so the same code
 runs on the GPU when there is one and on the CPU otherwise.
 
-Model (THEORY.md §6-7):  ``f(x) = M_O W_D ... W_1 M_I Z x``, target ``y = V x + e`` with
+Model (docs/theory.md §6-7):  ``f(x) = M_O W_D ... W_1 M_I Z x``, target ``y = V x + e`` with
 ``x ~ N(0, Sx)`` and ``e ~ N(0, Se)`` drawn fresh every step (online SGD), per-sample loss
 ``l = |f(x) - y|^2`` and weight decay ``gam |theta|^2``. One SGD step with batch size B is
 

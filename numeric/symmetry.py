@@ -272,7 +272,7 @@ def hessian_diagonal(theta: torch.Tensor, loss_fn) -> torch.Tensor:
 
 
 def two_layer_sharpness_formula(U, W, Sx) -> torch.Tensor:
-    """THEORY §6: ``T = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|_F^2`` (derived in the tests)."""
+    """docs/theory.md §6: ``T = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|_F^2`` (derived in the tests)."""
     return 2 * U.shape[0] * torch.trace(W @ Sx @ W.T) + 2 * torch.trace(Sx) * U.pow(2).sum()
 
 

@@ -149,7 +149,7 @@ def modified_field_series(l, xs, k: int, h=None, P=None) -> sp.Matrix:
 
 
 def second_order_closed_form(l, xs) -> sp.Matrix:
-    r"""The target :math:`f_2 = -\frac13 H^2 g - \frac1{12} T[g,g]` (THEORY.md §1)."""
+    r"""The target :math:`f_2 = -\frac13 H^2 g - \frac1{12} T[g,g]` (docs/theory.md §1)."""
     g, H = gradient(l, xs), hessian(l, xs)
     return -(H * H * g) / 3 - third_contract(l, xs, g, g) / 12
 

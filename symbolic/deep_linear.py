@@ -1,6 +1,6 @@
 r"""Global minimum of the entropic loss of an embedded deep linear network, at any depth.
 
-Model (THEORY.md §7, paper Thm 8/12): ``f(x) = M_O W_D ... W_1 M_I Z x``, labels
+Model (docs/theory.md §7, paper Thm 8/12): ``f(x) = M_O W_D ... W_1 M_I Z x``, labels
 ``y = V x + e``, ``x ~ (0, Sx)``, ``e ~ (0, Se)`` independent; ``G = M_I Z`` (the fixed map
 in front of ``W_1``), ``Su = G Sx G^T`` (covariance the net sees), ``N = M_O^T Se M_O``
 (label noise as ``h_D`` sees it), ``P = M_O^{-1} V G^{-1}`` (the product every global
@@ -39,7 +39,7 @@ the "perfect Platonic representation". With ``tau = Tr S``, ``a = Tr N``, ``b = 
 
     s_k = b^{(D-k)/D} a^{-k/D} tau^{2k/D - 1},   T = (a b)^{1/D} tau^{2(D-1)/D}  (every layer).
 
-So ``E|grad_{W_i} l|^2 = 4 (a b)^{1/D} (Tr S)^{2(D-1)/D}`` - THEORY.md's value, but with
+So ``E|grad_{W_i} l|^2 = 4 (a b)^{1/D} (Tr S)^{2(D-1)/D}`` - the value restated in docs/theory.md §7 for identity embeddings, but with
 ``a = Tr(M_O^T Se M_O)``, ``b = Tr(M_I Z Sx Z^T M_I^T)``: the *normalised* kernel is
 universal, its scale and the equipartition value are not (they depend on the embeddings).
 

@@ -7,7 +7,7 @@ grad l(e^{lam A} theta) . A e^{lam A} theta``, invariance for every ``lam`` and 
 equivalent to the *infinitesimal* condition ``grad l(theta)^T A theta == 0`` identically, which
 is what :func:`is_lie_symmetry` checks exactly.
 
-The entropic loss (THEORY.md §1, Eq. 3 of the paper) is the data average of the per-sample
+The entropic loss (docs/theory.md §1, Eq. 3 of the paper) is the data average of the per-sample
 *entropic integrand*
 
     psi = l_gam + (eta/4) |grad l_gam|^2           (scalar learning rate eta)

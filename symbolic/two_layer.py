@@ -1,6 +1,6 @@
 r"""Two-layer linear network ``l = |U W x - y|^2``, ``y = V x + e``: the entropic optimum in closed form.
 
-Notation (THEORY.md §6): ``Sx = E xx^T``, ``Se = E ee^T`` (e independent of x, mean zero),
+Notation (docs/theory.md §6): ``Sx = E xx^T``, ``Se = E ee^T`` (e independent of x, mean zero),
 ``a = Tr Se``, ``b = Tr Sx``, ``M = Se^{1/2} V Sx^{1/2} = P S R^T`` (thin SVD, rank r).
 
 What is *derived* here (not assumed):

@@ -111,3 +111,12 @@ def test_rows_in_process():
     rows = main_rows(["--quick", "--device", "cpu", "--engines", "fused-torch", "--repeats", "1", "--steps", "6"])
     assert [r["name"] for r in rows] == ["naive", "fused-torch"]
     assert rows[1]["steps"] == 2 and rows[1]["runs"] == 4096
+
+
+def test_divergence_is_a_one_line_usage_error(capsys):
+    """--eta past the stability limit: the engines raise DivergenceError; the CLI says so in one line."""
+    assert main(["--quick", "--device", "cpu", "--engines", "batched", "--repeats", "1", "--eta", "5"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("python -m numeric.bench: error:") and "diverged" in err and err.count("\n") == 1
+    assert "Traceback" not in err and captured.out == ""

@@ -57,6 +57,7 @@ def test_json_output(fake_theorems, tmp_path, capsys):
     (["--device", "tpu"], "unknown device"),
     (["--budget", "huge"], "invalid choice"),
     (["--seed", "-1"], "--seed must be non-negative"),
+    (["--seed", str(2**32)], "at most 4294967295"),
     (["--seed", "x"], "invalid int value"),
 ])
 def test_bad_options_give_one_line_error_and_exit_two(fake_theorems, tmp_path, capsys, argv, message):
@@ -88,3 +89,68 @@ def test_log_output_has_a_line_per_theorem_and_a_wide_table(fake_theorems, tmp_p
     captured = capsys.readouterr()
     assert "Theorem 1: 1/1 verdicts passed" in captured.err
     assert max(len(line) for line in captured.out.splitlines()) > 80
+
+
+def test_seed_at_the_top_of_the_range_is_accepted(fake_theorems, tmp_path):
+    assert cli.main(["-t", "1", "--seed", str(2**32 - 1), "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("make_out, message", [
+    (lambda tmp: "", "--out must name a folder"),
+    (lambda tmp: "   ", "--out must name a folder"),
+    (lambda tmp: str(tmp / "a_file" / "reports"), "cannot write the report folder"),  # parent is a file
+    (lambda tmp: str(tmp / "a_file"), "cannot write the report folder"),  # the folder is a file
+])
+def test_unusable_out_folder_exits_two_before_any_theorem(monkeypatch, tmp_path, capsys, make_out, message):
+    ran = []
+    mod = _fake_module("1", True)
+    verify = mod.verify
+    mod.verify = lambda ctx: ran.append(1) or verify(ctx)
+    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda: {"1": mod})
+    (tmp_path / "a_file").write_text("not a folder")
+    assert cli.main(["-t", "1", "--out", make_out(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert ran == []
+
+
+def test_read_only_out_folder_exits_two(fake_theorems, tmp_path, capsys):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that ignores permissions (root)")
+        assert cli.main(["-t", "1", "--out", str(ro / "report")]) == 2
+        assert cli.main(["-t", "1", "--out", str(ro)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and all("cannot write the report folder" in e for e in err)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_repeated_theorem_runs_once_in_first_seen_order(fake_theorems, tmp_path, capsys):
+    assert cli.main(["-t", "2", "-t", "1", "-t", "2", "--json", "--out", str(tmp_path)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [v["theorem"] for v in data["verdicts"]] == ["2", "1"]
+    assert list(data["meta"]["seconds"]) == ["2", "1"]
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_old_report(monkeypatch, tmp_path, capsys):
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    mods = {"1": _fake_module("1", True), "2": types.SimpleNamespace(THEOREM="2", TITLE="slow", verify=interrupted,
+                                                                    __name__="fake2")}
+    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda: mods)
+    (tmp_path / "report.md").write_text("old report\n")
+    (tmp_path / "verdicts.json").write_text("{}")
+    assert cli.main(["-t", "1", "-t", "2", "--out", str(tmp_path)]) == 130
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[-1] == "python -m theorems: interrupted; report not written"
+    assert "Traceback" not in captured.err + captured.out
+    assert (tmp_path / "report.md").read_text() == "old report\n"
+    assert (tmp_path / "verdicts.json").read_text() == "{}"

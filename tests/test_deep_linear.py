@@ -35,7 +35,7 @@ def test_rank_deficient_and_rectangular(V, Sx, Se, D, seed):
 
 
 def test_scales_reduce_to_two_layer():
-    """D = 2: s_1 = sqrt(b/a) and T = sqrt(ab) Tr S (THEORY.md section 6)."""
+    """D = 2: s_1 = sqrt(b/a) and T = sqrt(ab) Tr S (docs/theory.md section 6)."""
     s, T = dl.layer_scales()
     a, b, tau, k, D = sp.symbols("a b tau k D", positive=True)
     assert sp.simplify(s.subs({D: 2, k: 1}) - sp.sqrt(b / a)) == 0

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
 
-EXIT_FAIL, EXIT_USAGE = 1, 2
+EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# The seed range every generator in the suite accepts: numpy's legacy seeding takes
+# [0, 2^32); torch and the Philox key take up to 2^64, which leaves room for the theorems'
+# seed offsets (seed + k, 2 seed + 1).
+SEED_MAX = 2**32 - 1
 TABLE_WIDTH_NOT_A_TTY = 220
 
 
@@ -42,8 +49,50 @@ def _usage_error(msg: str) -> int:
     return EXIT_USAGE
 
 
+def _check_out(text: str):
+    """Create the report folder and prove it writable; an error message, or None."""
+    if not text.strip():
+        return "--out must name a folder, got an empty path"
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot write the report folder {out}: {reason}"
+    return None
+
+
+class _DeferSigint:
+    """Hold Ctrl-C while the report files are written, so that none is left half-written."""
+
+    def __enter__(self):
+        self.old, self.hit = None, False
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, lambda *_: setattr(self, "hit", True))
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("python -m theorems: interrupted; report not written\n")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 <= args.seed <= SEED_MAX:  # before torch loads: a bad option costs nothing
+        return _usage_error(f"--seed must be non-negative and at most {SEED_MAX} (2^32 - 1), got {args.seed}")
+    if not args.out.strip():
+        return _usage_error("--out must name a folder, got an empty path")
     import torch  # import after parsing: --help stays fast
 
     torch.set_default_dtype(torch.float64)  # verification is float64, as under pytest
@@ -61,8 +110,6 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except InputError as exc:
         return _usage_error(str(exc))
-    if args.seed < 0:
-        return _usage_error(f"--seed must be non-negative, got {args.seed}")
     try:
         modules = theorem_modules()
     except Exception as exc:  # a broken module must not hide behind a traceback wall
@@ -71,15 +118,14 @@ def main(argv=None) -> int:
         for tid, mod in modules.items():
             print(f"{tid:>4}  {getattr(mod, 'TITLE', mod.__name__)}")
         return 0
-    wanted = args.theorem or list(modules)
+    wanted = list(dict.fromkeys(args.theorem)) if args.theorem else list(modules)  # -t 3 -t 3: once
     unknown = [t for t in wanted if t not in modules]
     if unknown:
         return _usage_error(f"unknown theorem {', '.join(unknown)}; implemented: {', '.join(modules)}")
+    problem = _check_out(args.out)  # before any theorem runs: not a failure after an hour of SGD
+    if problem:
+        return _usage_error(problem)
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return _usage_error(f"cannot create report folder {out}: {exc}")
 
     verdicts: list = []
     timings: dict = {}
@@ -111,7 +157,11 @@ def main(argv=None) -> int:
 
     meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
             "torch": torch.__version__, "seconds": timings}
-    write_report(out, verdicts, meta)
+    with _DeferSigint() as held:
+        write_report(out, verdicts, meta)
+    if held.hit:  # Ctrl-C came while writing: the report is complete, stop here
+        sys.stderr.write(f"python -m theorems: interrupted; report written to {out}\n")
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
     else:

@@ -8,6 +8,38 @@ from pathlib import Path
 from .verdict import Verdict, _fmt
 
 
+def result_name(theorem: str) -> str:
+    """How a result is named in prose: "Theorem 8", "Lemma 1", "Appendix B.1".
+
+    >>> [result_name(t) for t in ("8", "L1", "B1")]
+    ['Theorem 8', 'Lemma 1', 'Appendix B.1']
+    """
+    if theorem.startswith("L"):
+        return f"Lemma {theorem[1:]}"
+    if theorem.startswith("B"):
+        return f"Appendix B.{theorem[1:]}"
+    return f"Theorem {theorem}"
+
+
+def summary_counts(verdicts: list) -> dict:
+    """Counts of the suite's verdicts (PASS/FAIL) and of the paper column (holds/wrong/none).
+
+    >>> summary_counts([Verdict("1", "a", passed=True, paper_holds=False), Verdict("1", "b", passed=False)])
+    {'PASS': 1, 'FAIL': 1, 'paper holds': 0, 'paper wrong': 1, 'paper not stated': 1}
+    """
+    return {"PASS": sum(v.passed for v in verdicts), "FAIL": sum(not v.passed for v in verdicts),
+            "paper holds": sum(v.paper_holds is True for v in verdicts),
+            "paper wrong": sum(v.paper_holds is False for v in verdicts),
+            "paper not stated": sum(v.paper_holds is None for v in verdicts)}
+
+
+def summary_line(verdicts: list) -> str:
+    """One line for the top of a report: ``126 verdicts: 126 PASS, 0 FAIL; paper holds 90, ...``."""
+    c = summary_counts(verdicts)
+    return (f"{len(verdicts)} verdicts: {c['PASS']} PASS, {c['FAIL']} FAIL; paper holds {c['paper holds']}, "
+            f"paper wrong {c['paper wrong']}, no paper claim {c['paper not stated']}")
+
+
 def _num(x) -> str:
     return "" if x is None else _fmt(float(x))
 
@@ -47,6 +79,7 @@ def write_report(out: Path, verdicts: list, meta: dict) -> None:
     (out / "verdicts.json").write_text(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
     lines = ["# Verification report", "",
              f"device `{meta.get('device')}`, budget `{meta.get('budget')}`, seed {meta.get('seed')}, torch {meta.get('torch')}", "",
+             f"**{summary_line(verdicts)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     bold = {"FAIL": "**FAIL**", "wrong": "**wrong**"}
     for v in verdicts:
@@ -59,8 +92,8 @@ def write_report(out: Path, verdicts: list, meta: dict) -> None:
                 f = f.resolve().relative_to(out.resolve())
             except ValueError:
                 pass
-            lines += [f"**Theorem {v.theorem}: {v.claim}**", "", f"![{v.claim}]({f})", ""]
+            lines += [f"**{result_name(v.theorem)}: {v.claim}**", "", f"![{v.claim}]({f})", ""]
     secs = meta.get("seconds", {})
     if secs:
-        lines += ["", "## Wall time", "", *[f"- Theorem {k}: {s:.1f} s" for k, s in secs.items()]]
+        lines += ["", "## Wall time", "", *[f"- {result_name(k)}: {s:.1f} s" for k, s in secs.items()]]
     (out / "report.md").write_text("\n".join(lines) + "\n")

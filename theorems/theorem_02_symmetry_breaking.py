@@ -1,6 +1,6 @@
 r"""Theorem 2: the entropic loss breaks continuous symmetries that do not preserve the norm.
 
-Paper (Def. 1 + Thm 2, reconstructed in THEORY.md §2): if the per-sample loss $\ell$ is
+Paper (Def. 1 + Thm 2, reconstructed in docs/theory.md §2): if the per-sample loss $\ell$ is
 $G$-invariant and the entropic loss
 $\phi = L_\gamma + \frac{\eta}{4}\mathbb E\|\nabla \ell_\gamma\|^2$ is *robustly*
 $G$-invariant (in a neighbourhood of $\theta$), then $G$ preserves the norm: rescalings,

@@ -53,7 +53,7 @@ THEOREM = "4"
 TITLE = "Master balance law of exponential symmetries"
 
 Z = 5.33  # two-sided normal quantile, p = 1e-7
-PAPER_COEFFICIENT = 4 * GAMMA * (1 + ETA * GAMMA)  # Eq. 4 as restated in THEORY.md §3
+PAPER_COEFFICIENT = 4 * GAMMA * (1 + ETA * GAMMA)  # Eq. 4 as reconstructed in docs/theory.md §3
 
 
 # ------------------------------------------------------------------------------- symbolic

@@ -10,7 +10,7 @@ Derivation (symbolic/layer_symmetries.py, residual 0): the generator is +1 on la
 $-\beta$ on layer i+1 (not -1: the suite checks that -1 is NOT a symmetry of a polynomial
 net); then $g^TAg = |g_i|^2 - \beta|g_{i+1}|^2$ and the Theorem-4 law follows. Direction: the
 layer BEFORE the activation carries $\beta$ times the gradient second moment of the layer after
-(THEORY.md §4 has it right). For SGD at stationarity the law is exact (minibatch gradients).
+(docs/theory.md §4 has it right). For SGD at stationarity the law is exact (minibatch gradients).
 
 Numeric witness: a 2-layer polynomial net ($\beta = 2$) in a teacher-student task, 32 runs;
 measured ratio $\mathbb E|g_1|^2/\mathbb E|g_2|^2$ with a Student-t CI (p = 1e-6) of the paired
