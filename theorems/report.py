@@ -5,20 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .verdict import Verdict, _fmt
-
-
-def result_name(theorem: str) -> str:
-    """How a result is named in prose: "Theorem 8", "Lemma 1", "Appendix B.1".
-
-    >>> [result_name(t) for t in ("8", "L1", "B1")]
-    ['Theorem 8', 'Lemma 1', 'Appendix B.1']
-    """
-    if theorem.startswith("L"):
-        return f"Lemma {theorem[1:]}"
-    if theorem.startswith("B"):
-        return f"Appendix B.{theorem[1:]}"
-    return f"Theorem {theorem}"
+from .verdict import Verdict, _fmt, display_name
 
 
 def summary_counts(verdicts: list) -> dict:
@@ -92,8 +79,8 @@ def write_report(out: Path, verdicts: list, meta: dict) -> None:
                 f = f.resolve().relative_to(out.resolve())
             except ValueError:
                 pass
-            lines += [f"**{result_name(v.theorem)}: {v.claim}**", "", f"![{v.claim}]({f})", ""]
+            lines += [f"**{display_name(v.theorem)}: {v.claim}**", "", f"![{v.claim}]({f})", ""]
     secs = meta.get("seconds", {})
     if secs:
-        lines += ["", "## Wall time", "", *[f"- {result_name(k)}: {s:.1f} s" for k, s in secs.items()]]
+        lines += ["", "## Wall time", "", *[f"- {display_name(k)}: {s:.1f} s" for k, s in secs.items()]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
