@@ -3,7 +3,9 @@
 * ``hessian_trace`` - exact: the full Hessian of a scalar function of a flat parameter
   vector (``torch.func.hessian``), vmapped over an ensemble. For small nets.
 * ``hutchinson_trace`` - ``E[v^T H v]`` over Rademacher probes v, with Hessian-vector
-  products (``torch.func.jvp`` of ``torch.func.grad``); returns the mean and its CLT
+  products by reverse-over-reverse (``torch.func.vjp`` of ``torch.func.grad``; forward-over-
+  reverse ``jvp`` of ``grad`` hits PyTorch's "ZeroTensors are immutable" bug for mean-reduced
+  ``F.mse_loss``); returns the mean and its CLT
   standard error ``std / sqrt(n_probes)``. For large nets.
 * ``two_layer_population_loss`` - ``L(U, W) = Tr((UW - V) Sx (UW - V)^T) + Tr Se`` in closed
   form (the population loss of the online-Gaussian model), batched over leading dims.
@@ -24,7 +26,7 @@ import math
 from typing import Callable, Sequence
 
 import torch
-from torch.func import grad, hessian, jvp, vmap
+from torch.func import grad, hessian, vjp, vmap
 
 from .errors import InputError
 
@@ -58,15 +60,16 @@ def hutchinson_trace(loss: Callable[[torch.Tensor], torch.Tensor], theta: torch.
     """Hutchinson estimate of ``Tr hess loss`` at ``theta`` (P,): ``(mean, standard error)``.
 
     Rademacher probes give the smallest variance among i.i.d. probes:
-    ``Var(v^T H v) = 2 sum_{i != j} H_ij^2``.
+    ``Var(v^T H v) = 2 sum_{i != j} H_ij^2``. ``H v`` is the vjp of ``grad(loss)`` at ``theta``
+    (H symmetric), i.e. reverse-over-reverse, which also works for ``F.mse_loss`` (mean).
     """
     if n_probes < 2:
         raise InputError(f"n_probes must be >= 2 for an error bar, got {n_probes}")
     v = torch.randint(0, 2, (n_probes, theta.shape[-1]), generator=generator, device=theta.device).to(theta.dtype) * 2 - 1
-    g = grad(loss)
+    _, hvp = vjp(grad(loss), theta)
 
     def quad(vec):
-        return (jvp(g, (theta,), (vec,))[1] * vec).sum()
+        return (hvp(vec)[0] * vec).sum()
 
     q = vmap(quad)(v)
     return q.mean(), q.std() / math.sqrt(n_probes)
