@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .validation import as_numpy
+from core.errors import InputError
+from core.validation import as_numpy
 
 
 def _pair(feats_a, feats_b):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import scipy.stats
 import torch
 
-from .errors import InputError
+from core.errors import InputError
 from .stationary import StationaryResult, stationary_average
 
 P_FAIL = 1e-6  # per-check false-alarm probability (project rule: > 1 - 1e-6 pass rate)

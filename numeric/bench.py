@@ -200,7 +200,7 @@ def _bench_engine(name, args, device, dtype, runs, steps, teacher, sync) -> dict
         eng.run(min(2, steps))
     else:  # fused: try a few launch configurations, keep the fastest (one under the interpreter)
         from .engine import fused_self_check
-        from .errors import InputError
+        from core.errors import InputError
         from .fused_linear import FusedLinearEnsemble
 
         interpreted = os.environ.get("TRITON_INTERPRET") == "1"
@@ -239,7 +239,7 @@ def main_rows(argv=None, progress=None) -> list:
     import torch
 
     from .device import resolve_device
-    from .errors import DivergenceError, InputError
+    from core.errors import DivergenceError, InputError
     from .fused_linear import fused_unsupported_reason, triton_available
 
     try:

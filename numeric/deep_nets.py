@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .errors import DivergenceError, InputError
-from .validation import check_positive
+from core.errors import DivergenceError, InputError
+from core.validation import check_positive
 
 ACTIVATIONS = ("linear", "relu", "poly")
 

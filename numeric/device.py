@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
+from core.errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

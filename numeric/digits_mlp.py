@@ -25,7 +25,7 @@ import torch
 
 from .alignment import alignment_matrix
 from .device import resolve_device
-from .errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from .figures import saved_figure
 
 N_LAYERS = 6  # weight layers; 5 hidden representations

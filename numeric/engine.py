@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .errors import InputError
+from core.errors import InputError
 from .linear_ensemble import LinearEnsemble
 
 ENGINES = ("auto", "batched", "fused")

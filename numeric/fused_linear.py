@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from core.errors import InputError
 from .linear_ensemble import LinearEnsemble
 
 try:  # optional: only the GPU path needs Triton

@@ -32,8 +32,8 @@ import scipy.linalg
 import torch
 
 from .device import resolve_device
-from .errors import DivergenceError, InputError
-from .validation import as_numpy, check_invertible, check_positive, check_spd, check_width
+from core.errors import DivergenceError, InputError
+from core.validation import as_numpy, check_invertible, check_positive, check_spd, check_width
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.func import grad, vmap
 
-from .errors import InputError
+from core.errors import InputError
 from .modified_flow import fit_loglog_slope, slope_tolerance
 
 #: two-sided normal quantile for P(|Z| > z) ~ 1.2e-7: each CLT bound fails with prob. < 1e-6

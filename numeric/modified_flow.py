@@ -37,8 +37,8 @@ from torch.func import grad, jvp
 
 from symbolic.backward_error import compositions  # the same ordered splits as the symbolic recursion
 
-from .errors import DivergenceError, InputError
-from .validation import check_positive, check_spd
+from core.errors import DivergenceError, InputError
+from core.validation import check_positive, check_spd
 
 VectorField = Callable[[torch.Tensor], torch.Tensor]
 

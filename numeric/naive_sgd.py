@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from .device import resolve_device
-from .errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from .linear_ensemble import LinearTeacher, _sqrtm_psd
-from .validation import check_positive, check_width
+from core.validation import check_positive, check_width
 
 
 class NaiveSGD:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .engine import linear_ensemble
-from .errors import InputError
+from core.errors import InputError
 from .linear_ensemble import LinearTeacher
 from .stationary import stationary_average
 

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch.func import grad, hessian, vjp, vmap
 
-from .errors import InputError
+from core.errors import InputError
 
 
 def flatten(params: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -32,8 +32,8 @@ import torch
 from torch.func import grad, hessian, vmap
 
 from .device import resolve_device
-from .errors import DivergenceError, InputError
-from .validation import as_numpy, check_positive, check_spd
+from core.errors import DivergenceError, InputError
+from core.validation import as_numpy, check_positive, check_spd
 
 EPS64 = float(np.finfo(np.float64).eps)  # 2.22e-16, unit round-off u = EPS64 / 2
 

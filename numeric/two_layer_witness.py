@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import engine
-from .errors import InputError
+from core.errors import InputError
 from .linear_ensemble import LinearTeacher
 from .sharpness import two_layer_sharpness_exact, two_layer_sharpness_formula
 from .stationary import Extrapolation, extrapolate_to_zero, stationary_average

@@ -61,8 +61,8 @@ from typing import Sequence
 import numpy as np
 import sympy as sp
 
-from numeric.errors import InputError
-from numeric.validation import as_numpy, check_invertible, check_spd, check_width
+from core.errors import InputError
+from core.validation import as_numpy, check_invertible, check_spd, check_width
 
 # ============================================================================ symbolic
 

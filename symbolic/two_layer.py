@@ -41,8 +41,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from numeric.errors import InputError
-from numeric.validation import as_numpy, check_spd, check_width
+from core.errors import InputError
+from core.validation import as_numpy, check_spd, check_width
 
 # ============================================================================ expectations
 

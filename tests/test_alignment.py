@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from numeric import strategies as nst
 from numeric.alignment import alignment_matrix, gram_cosine, linear_cka, mutual_knn
-from numeric.errors import InputError
+from core.errors import InputError
 
 
 @given(seed=nst.seeds(), n=st.integers(12, 40), p=st.integers(1, 6), c=st.floats(0.1, 10.0))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from numeric.balance import gram_law, law_check, sgd_balance_coefficient, entropic_balance_coefficient, t_quantile
 from numeric.deep_nets import MLPEnsemble
-from numeric.errors import InputError
+from core.errors import InputError
 
 
 @given(depth=st.integers(2, 4), width=st.integers(1, 4), batch=st.integers(1, 3),

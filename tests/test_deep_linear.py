@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numeric import strategies as nst
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.platonic_sgd import measure_kernels
 from symbolic import deep_linear as dl
 

@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numeric.engine import choose_engine, linear_ensemble
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.fused_linear import (
     FusedLinearEnsemble,
     exact_gd_step,

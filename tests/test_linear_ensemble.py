@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.func import grad, vmap
 
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.linear_ensemble import LinearEnsemble, LinearTeacher
 from numeric.sharpness import two_layer_population_loss
 

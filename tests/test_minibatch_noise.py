@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numeric.errors import InputError
+from core.errors import InputError
 from numeric.minibatch_noise import (gradient_moments, noise_split, per_sample_gradients,
                                      sample_batch_grad_sq, tanh_mlp_per_sample)
 

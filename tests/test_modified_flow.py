@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numeric import modified_flow as mf
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.strategies import seeds, spd_matrices
 from symbolic import backward_error as be
 

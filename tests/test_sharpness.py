@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from numeric.errors import InputError
+from core.errors import InputError
 from numeric.sharpness import (flatten, hessian_trace, hutchinson_trace, two_layer_population_loss,
                                two_layer_sharpness_exact, two_layer_sharpness_formula, unflatten)
 from symbolic.two_layer import total_sharpness

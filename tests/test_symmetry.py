@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.strategies import dims, seeds
 from numeric.symmetry import (NormalisedLinear, TwoLayerLinear, TwoLayerTanh, flatten_uw, hessian_diagonal,
                               neuron_generator_diag, population_loss, ratio_with_stderr, roundoff_tolerance,

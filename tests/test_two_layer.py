@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numeric import strategies as nst
-from numeric.errors import InputError
+from core.errors import InputError
 from symbolic.two_layer import (diagonal_case, entropic_optimum, entropy_on_manifold, expectation_over_data,
                                 total_sharpness)
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from numeric.errors import InputError
+from core.errors import InputError
 from numeric.strategies import spd_matrices
-from numeric.validation import check_invertible, check_positive, check_spd, check_width
+from core.validation import check_invertible, check_positive, check_spd, check_width
 
 
 @given(spd_matrices(3))

@@ -100,7 +100,7 @@ def _main(argv=None) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from numeric.device import resolve_device
-    from numeric.errors import InputError
+    from core.errors import InputError
 
     from .report import verdict_table, write_report
     from .verdict import Context, Verdict, display_name, theorem_modules

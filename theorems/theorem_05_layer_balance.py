@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from numeric.balance import (entropic_balance_coefficient, generator_law, mlp_stationary, per_step_identity_error,
                              sgd_balance_coefficient)
 from numeric.deep_nets import MLPEnsemble
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from symbolic.layer_symmetries import BalanceLaw, derivation_summary
 from theorems.verdict import Context, Verdict
 

@@ -137,7 +137,7 @@ def test_attention(ctx):
 def test_attention_bad_inputs():
     import pytest
 
-    from numeric.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="eta"):
         AttentionEnsemble(eta=0.0)

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from numeric import strategies as nst
 from numeric.alignment import alignment_matrix
-from numeric.errors import InputError
+from core.errors import InputError
 from numeric.figures import saved_figure
 from numeric.platonic_sgd import cross_kernel_alignment, layer_features, measure_kernels
 from numeric.stationary import extrapolated_relative_error

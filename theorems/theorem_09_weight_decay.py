@@ -229,7 +229,7 @@ def test_batch_dependence_prediction(ctx):
 
 
 def test_kappa_validation():
-    from numeric.errors import InputError
+    from core.errors import InputError
 
     with pytest.raises(InputError, match="kappa"):
         dl.orbit_minimum(NET_A, 2, -1.0)

@@ -58,7 +58,7 @@ from hypothesis import strategies as st
 
 from numeric import strategies as nst
 from numeric.device import resolve_device
-from numeric.errors import DivergenceError, InputError
+from core.errors import DivergenceError, InputError
 from numeric.stationary import extrapolated_relative_error
 from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder, measure_invariants, showcase_problem
 from symbolic import deep_linear as dl

@@ -1,4 +1,4 @@
-"""Exceptions raised by the numeric witnesses.
+"""Exceptions of the suite (imported by every layer; imports nothing of ours).
 
 Bad input and failed runs must stop with a message that names the problem: never a
 silent NaN, never a wrong number.

@@ -6,7 +6,7 @@
 >>> check_spd("Sx", np.array([[1.0, 2.0], [0.0, 1.0]]))
 Traceback (most recent call last):
 ...
-numeric.errors.InputError: Sx is not symmetric (max |A - A^T| = 2)
+core.errors.InputError: Sx is not symmetric (max |A - A^T| = 2)
 """
 
 from __future__ import annotations
