@@ -27,7 +27,12 @@ def as_numpy(name: str, a, ndim: int | None = None) -> np.ndarray:
             a = a.detach().cpu().numpy()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    arr = np.asarray(a, dtype=np.float64)
+    if np.iscomplexobj(a) or (isinstance(a, (list, tuple)) and np.iscomplexobj(np.asarray(a))):
+        raise InputError(f"{name} must be real, got complex entries")
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an array of real numbers, got {type(a).__name__}") from None
     if ndim is not None and arr.ndim != ndim:
         raise InputError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -37,6 +42,8 @@ def as_numpy(name: str, a, ndim: int | None = None) -> np.ndarray:
 
 def check_square(name: str, a) -> np.ndarray:
     arr = as_numpy(name, a, ndim=2)
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape})")
     if arr.shape[0] != arr.shape[1]:
         raise InputError(f"{name} must be square, got shape {arr.shape}")
     return arr
@@ -73,14 +80,62 @@ def check_invertible(name: str, a, cond_max: float = 1e12) -> np.ndarray:
     return arr
 
 
+def check_number(name: str, value) -> float:
+    """A real number (not a string, not a bool), as float.
+
+    >>> check_number("eta", "0.1")
+    Traceback (most recent call last):
+    ...
+    core.errors.InputError: eta must be a real number, got '0.1'
+    """
+    if isinstance(value, (str, bytes, bool)) or np.iscomplexobj(value):
+        raise InputError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a real number, got {value!r}") from None
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """A whole number (2.0 is accepted, 2.5 and "2" are not), at least ``minimum``.
+
+    >>> check_int("n_runs", 2.5)
+    Traceback (most recent call last):
+    ...
+    core.errors.InputError: n_runs must be a whole number, got 2.5
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    try:
+        ok = float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise InputError(f"{name} must be at least {minimum}, got {v}")
+    return v
+
+
+def numerical_rank(name: str, a) -> int:
+    """The rank of a matrix, with the one threshold the whole suite uses: singular values
+    above ``max(shape) * eps * sigma_max`` (numpy's default, float64 round-off)."""
+    arr = as_numpy(name, a, ndim=2)
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape})")
+    return int(np.linalg.matrix_rank(arr))
+
+
 def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
-    v = float(value)
+    v = check_number(name, value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
     return v
 
 
 def check_width(name: str, width: int, rank: int) -> int:
-    if int(width) < int(rank):
+    width = check_int(name, width, 1)
+    if width < int(rank):
         raise InputError(f"{name} = {width} is below the rank {rank} of the target map")
     return int(width)

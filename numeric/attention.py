@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import resolve_device
-from core.errors import DivergenceError, InputError
-from core.validation import check_positive
+from core.errors import InputError
+
+from .ensemble import EnsembleSGD
 
 
 def attention_forward(WQ, WK, WV, X):
@@ -43,8 +43,12 @@ def attention_forward(WQ, WK, WV, X):
 
 
 @dataclass
-class AttentionEnsemble:
-    """``n_runs`` SGD runs of one self-attention layer; ``d`` token dim, ``h`` query/key dim."""
+class AttentionEnsemble(EnsembleSGD):
+    """``n_runs`` SGD runs of one self-attention layer; ``d`` token dim, ``h`` query/key dim.
+
+    ``weights = [W_Q, W_K, W_V]`` ((R,h,d), (R,h,d), (R,d_out,d)). Seeding, the SGD step,
+    divergence errors and ``run``/``observe`` are :class:`~numeric.ensemble.EnsembleSGD`'s.
+    """
 
     d: int = 4
     h: int = 3
@@ -62,77 +66,53 @@ class AttentionEnsemble:
     device: "str | torch.device | None" = "auto"
     dtype: torch.dtype = torch.float64
     blowup_norm: float = 1e6
-    params: list = field(init=False)
-    step_count: int = field(init=False, default=0)
+    weights: list = field(init=False)
+    model_name = "attention layer"
 
     def __post_init__(self):
-        self.device = resolve_device(self.device)
-        check_positive("eta", self.eta)
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
         self.d_out = self.d if self.d_out is None else int(self.d_out)
         if min(self.d, self.h, self.n_tokens, self.d_out, self.n_runs, self.batch) < 1:
             raise InputError("d, h, n_tokens, d_out, n_runs and batch must all be >= 1")
-        if self.eta * 2.0 * self.weight_decay >= 1.0:
-            raise InputError(f"eta * 2 * weight_decay = {2 * self.eta * self.weight_decay:g} >= 1: the decay step overshoots")
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(int(self.seed))
+        self.init_ensemble()
         s = 1.0 / np.sqrt(self.d)
-        self.teacher = [self._randn(1, self.h, self.d) * s * self.teacher_scale,
-                        self._randn(1, self.h, self.d) * s * self.teacher_scale,
-                        self._randn(1, self.d_out, self.d) * s]
-        self.params = [self._randn(self.n_runs, self.h, self.d) * s * self.init_scale,
-                       self._randn(self.n_runs, self.h, self.d) * s * self.init_scale,
-                       self._randn(self.n_runs, self.d_out, self.d) * s * self.init_scale]
+        self.teacher = [self.randn(1, self.h, self.d) * s * self.teacher_scale,
+                        self.randn(1, self.h, self.d) * s * self.teacher_scale,
+                        self.randn(1, self.d_out, self.d) * s]
+        self.weights = [self.randn(self.n_runs, self.h, self.d) * s * self.init_scale,
+                        self.randn(self.n_runs, self.h, self.d) * s * self.init_scale,
+                        self.randn(self.n_runs, self.d_out, self.d) * s * self.init_scale]
         if not self.train_value:
-            self.params[2] = self.teacher[2].expand(self.n_runs, -1, -1).clone()
-        self._acc, self._n = {}, 0
+            self.weights[2] = self.teacher[2].expand(self.n_runs, -1, -1).clone()
 
-    def _randn(self, *shape):
-        return torch.randn(*shape, generator=self._gen, device=self.device, dtype=self.dtype)
+    def weight_names(self) -> list:
+        return ["W_Q", "W_K", "W_V"]
 
     def sample(self, batch: int | None = None):
+        """Token sequences ``X`` (R,B,n,d) on the sphere ``|x|^2 = d`` and noisy teacher labels."""
         B = self.batch if batch is None else int(batch)
-        X = self._randn(self.n_runs, B, self.n_tokens, self.d)
+        X = self.randn(self.n_runs, B, self.n_tokens, self.d)
         X = X * (self.d**0.5 / X.norm(dim=-1, keepdim=True))
         y = attention_forward(*self.teacher, X)
-        return X, y + self.noise_std * self._randn(*y.shape)
+        return X, y + self.noise_std * self.randn(*y.shape)
 
-    def batch_loss_and_grads(self, X, y):
-        ps = [p.detach().requires_grad_(True) for p in self.params]
+    def gradients(self, X, y):
+        """Per-run minibatch loss (R,) and gradients ``(g_Q, g_K, g_V)`` by autograd of the
+        summed per-run losses (the runs share no parameter)."""
+        ps = [p.detach().requires_grad_(True) for p in self.weights]
         loss = (attention_forward(*ps, X) - y).pow(2).sum((-1, -2)).mean(-1)
         return loss.detach(), [g.detach() for g in torch.autograd.grad(loss.sum(), ps)]
 
-    def step(self, record: bool = True):
-        X, y = self.sample()
-        loss, (gQ, gK, gV) = self.batch_loss_and_grads(X, y)
-        if record:
-            WQ, WK = self.params[0], self.params[1]
-            obs = {"loss": loss, "gram_q": gQ @ gQ.transpose(-1, -2), "gram_k": gK @ gK.transpose(-1, -2),
-                   "wgram_q": WQ @ WQ.transpose(-1, -2), "wgram_k": WK @ WK.transpose(-1, -2),
-                   "gsq": torch.stack([g.pow(2).sum((-1, -2)) for g in (gQ, gK, gV)], -1)}
-            for k, v in obs.items():
-                self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
-            self._n += 1
+    def record(self, batch, loss, grads) -> dict:
+        """``gram_q``, ``gram_k``, ``wgram_q``, ``wgram_k`` (R,h,h), ``gsq`` (R,3) and ``loss`` (R,)."""
+        gQ, gK, gV = grads
+        WQ, WK = self.weights[0], self.weights[1]
+        return {"loss": loss, "gram_q": gQ @ gQ.transpose(-1, -2), "gram_k": gK @ gK.transpose(-1, -2),
+                "wgram_q": WQ @ WQ.transpose(-1, -2), "wgram_k": WK @ WK.transpose(-1, -2),
+                "gsq": torch.stack([g.pow(2).sum((-1, -2)) for g in (gQ, gK, gV)], -1)}
+
+    def update(self, grads) -> None:
+        """SGD on ``(W_Q, W_K)``, and on ``W_V`` only when ``train_value`` (its decay applies either way)."""
+        gQ, gK, gV = grads
         if not self.train_value:
             gV = torch.zeros_like(gV)
-        self.params = [p - self.eta * (g + 2.0 * self.weight_decay * p) for p, g in zip(self.params, (gQ, gK, gV))]
-        self.step_count += 1
-
-    def run(self, n_steps: int, record: bool = True, progress=None):
-        for _ in range(int(n_steps)):
-            self.step(record)
-            if progress is not None:
-                progress(1)
-        norm = sum(p.pow(2).sum((-1, -2)) for p in self.params)
-        bad = ~torch.isfinite(norm) | (norm > self.blowup_norm**2)
-        if bool(bad.any()):
-            raise DivergenceError(f"attention SGD diverged in {int(bad.sum())}/{self.n_runs} runs by step "
-                                  f"{self.step_count}; eta = {self.eta:g} is past the stability limit",
-                                  runs=torch.nonzero(bad).flatten().tolist())
-
-    def observe(self) -> dict:
-        if self._n == 0:
-            raise RuntimeError("observe() before any recorded step: call run(n) first")
-        out = {k: v / self._n for k, v in self._acc.items()}
-        self._acc, self._n = {}, 0
-        return out
+        super().update([gQ, gK, gV])

@@ -32,7 +32,6 @@ implementation fails with probability about 1e-6 when the per-run averages are n
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
 
 import scipy.stats
@@ -206,36 +205,22 @@ def stationary_run(net, *, block_steps: int, max_steps: int, window: int = 4, av
     return res
 
 
-def mlp_stationary(*args, **kwargs):
-    """Cached: an MLPEnsemble run to stationarity -> ``(net, result, first_block)``; see
-    ``_mlp_stationary`` for the arguments. Arguments are normalised (defaults filled in) before
-    the cache lookup, so theorem modules that pass a default explicitly share the same run."""
-    import inspect
-
-    bound = inspect.signature(_mlp_stationary).bind(*args, **kwargs)
-    bound.apply_defaults()
-    a = dict(bound.arguments)
-    a["dims"] = tuple(int(d) for d in a["dims"])
-    a["eta"], a["gam"] = float(a["eta"]), float(a["gam"])
-    return _mlp_stationary(**a)
-
-
-@lru_cache(maxsize=16)
-def _mlp_stationary(dims: tuple, activation: str, eta: float, gam: float = 0.0, *, n_runs: int = 64, batch: int = 1,
+def mlp_stationary(dims, activation: str, eta: float, gam: float = 0.0, *, n_runs: int = 64, batch: int = 1,
                    noise_std: float = 0.5, teacher_scale: float = 1.0, beta: float = 2.0, seed: int = 0,
                    device: str = "cpu", block_steps: int = 500, max_steps: int = 20_000, window: int = 3,
-                   average_blocks: int = 10, init_factors: tuple | None = None, init_scale: float = 1.0,
-                   burn_in: int = 0):
-    """Cached: an MLPEnsemble run to stationarity (``stationary_run``) -> ``(net, result, first_block)``.
+                   average_blocks: int = 10, init_factors=None, init_scale: float = 1.0, burn_in: int = 0):
+    """An MLPEnsemble run to stationarity (``stationary_run``) -> ``(net, result, first_block)``.
 
     ``first_block`` holds the per-run averages of the first ``block_steps`` steps (the balance
-    gap at the start of training). Theorem modules share runs through this cache.
+    gap at the start of training). ``init_factors`` rescales the layers before the first step
+    (an imbalanced start on the symmetry orbit); ``burn_in`` steps run unrecorded after the
+    first block. Not cached: theorem modules share runs through ``theorems.cache.shared_run``.
     """
     from .deep_nets import MLPEnsemble
 
-    net = MLPEnsemble(list(dims), activation=activation, n_runs=n_runs, eta=eta, batch=batch, weight_decay=gam,
-                      noise_std=noise_std, teacher_scale=teacher_scale, beta=beta, seed=seed, device=device,
-                      init_scale=init_scale)
+    net = MLPEnsemble([int(d) for d in dims], activation=activation, n_runs=n_runs, eta=float(eta), batch=batch,
+                      weight_decay=float(gam), noise_std=noise_std, teacher_scale=teacher_scale, beta=beta, seed=seed,
+                      device=device, init_scale=init_scale)
     if init_factors is not None:
         net.rescale_layers(init_factors)
     net.run(block_steps)  # the first block: the balance gap at the start of training
@@ -246,6 +231,26 @@ def _mlp_stationary(dims: tuple, activation: str, eta: float, gam: float = 0.0, 
     res = stationary_run(net, block_steps=block_steps, max_steps=max_steps, window=window,
                          average_blocks=average_blocks)
     return net, res, first
+
+
+def layer_pairs(depth: int) -> list:
+    """Generator coefficients (+1 on layer i, -1 on layer i+1) of every adjacent layer pair.
+
+    >>> layer_pairs(3)
+    [[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]]
+    """
+    out = []
+    for i in range(depth - 1):
+        c = [0.0] * depth
+        c[i], c[i + 1] = 1.0, -1.0
+        out.append(c)
+    return out
+
+
+def neuron_quad(layer: int, unit: int):
+    """``v^T A v`` of the neuron generator of hidden ``layer`` (1-based), neuron ``unit``, on
+    a layer list: +|row ``unit`` of W_layer|^2 - |column ``unit`` of W_{layer+1}|^2 per run."""
+    return lambda ts: ts[layer - 1][:, unit, :].pow(2).sum(-1) - ts[layer][:, :, unit].pow(2).sum(-1)
 
 
 def per_step_identity_error(net, coeffs=None, n_steps: int = 20, quad=None) -> float:
@@ -264,7 +269,7 @@ def per_step_identity_error(net, coeffs=None, n_steps: int = 20, quad=None) -> f
     worst = 0.0
     for _ in range(n_steps):
         x, y = net.sample()
-        _, grads = net.batch_loss_and_grads(x, y)
+        _, grads = net.gradients(x, y)
         Q, G = quad(net.weights), quad(grads)
         net.weights = [W - eta * (g + 2 * gam * W) for W, g in zip(net.weights, grads)]
         Q1 = quad(net.weights)

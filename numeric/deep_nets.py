@@ -46,9 +46,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .device import resolve_device
-from core.errors import DivergenceError, InputError
+from core.errors import InputError
 from core.validation import check_positive
+
+from .ensemble import EnsembleSGD
 
 ACTIVATIONS = ("linear", "relu", "poly")
 
@@ -89,12 +90,13 @@ def load_digits_inputs() -> np.ndarray:
 
 
 @dataclass
-class MLPEnsemble:
+class MLPEnsemble(EnsembleSGD):
     """``n_runs`` independent SGD runs of a bias-free MLP with widths ``dims``.
 
     ``dims = [d_in, h_1, ..., h_{D-1}, d_out]`` (D = ``len(dims) - 1`` layers). The teacher
     has the same widths and activation unless ``teacher_dims`` (same d_in, d_out) is given.
-    ``init_scale``: each student entry has std ``init_scale / sqrt(fan_in)``.
+    ``init_scale``: each student entry has std ``init_scale / sqrt(fan_in)``. Seeding, the
+    SGD step, divergence errors and ``run``/``observe`` are :class:`~numeric.ensemble.EnsembleSGD`'s.
     """
 
     dims: Sequence[int]
@@ -115,12 +117,8 @@ class MLPEnsemble:
     blowup_norm: float = 1e6
     check_every: int = 100
     weights: list = field(init=False)
-    step_count: int = field(init=False, default=0)
 
     def __post_init__(self):
-        self.device = resolve_device(self.device)
-        check_positive("eta", self.eta)
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("noise_std", self.noise_std, allow_zero=True)
         self.dims = [int(d) for d in self.dims]
         if len(self.dims) < 3 or min(self.dims) < 1:
@@ -129,16 +127,11 @@ class MLPEnsemble:
             raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.activation == "poly" and not self.beta >= 1.0:
             raise InputError(f"poly activation needs beta >= 1 (differentiable at 0), got {self.beta}")
-        if int(self.batch) < 1 or int(self.n_runs) < 1:
-            raise InputError(f"batch and n_runs must be >= 1, got batch={self.batch}, n_runs={self.n_runs}")
+        if int(self.batch) < 1:
+            raise InputError(f"batch must be >= 1, got batch={self.batch}")
         if self.inputs not in ("gaussian", "sphere", "digits"):
             raise InputError(f"inputs must be 'gaussian', 'sphere' or 'digits', got {self.inputs!r}")
-        # One more step of decay than 1/(2 gam) flips the weight sign every step: unstable.
-        if self.eta * 2.0 * self.weight_decay >= 1.0:
-            raise InputError(f"eta * 2 * weight_decay = {2 * self.eta * self.weight_decay:g} >= 1: "
-                             "the decay step alone overshoots; lower eta or weight_decay")
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(int(self.seed))
+        self.init_ensemble()
         self._data = None
         if self.inputs == "digits":
             X = load_digits_inputs()
@@ -148,40 +141,39 @@ class MLPEnsemble:
         tdims = list(self.dims if self.teacher_dims is None else [int(d) for d in self.teacher_dims])
         if tdims[0] != self.dims[0] or tdims[-1] != self.dims[-1]:
             raise InputError(f"teacher dims {tdims} must share d_in and d_out with the student {self.dims}")
-        self.teacher = [self._randn(1, o, i) * (self.teacher_scale / np.sqrt(i)) for i, o in zip(tdims[:-1], tdims[1:])]
-        self.weights = [self._randn(self.n_runs, o, i) * (self.init_scale / np.sqrt(i))
+        self.teacher = [self.randn(1, o, i) * (self.teacher_scale / np.sqrt(i)) for i, o in zip(tdims[:-1], tdims[1:])]
+        self.weights = [self.randn(self.n_runs, o, i) * (self.init_scale / np.sqrt(i))
                         for i, o in zip(self.dims[:-1], self.dims[1:])]
-        self._first_bad = torch.full((self.n_runs,), -1, dtype=torch.long, device=self.device)
-        self._reset_acc()
 
-    # ---------------------------------------------------------------------------- basics
     @property
     def depth(self) -> int:
         return len(self.dims) - 1
 
-    def _randn(self, *shape):
-        return torch.randn(*shape, generator=self._gen, device=self.device, dtype=self.dtype)
+    @property
+    def model_name(self) -> str:
+        return f"{self.activation} net"
 
+    # ----------------------------------------------------------------- data, gradients
     def sample(self, batch: int | None = None):
         """Fresh inputs ``x`` (R,B,d_in) and noisy teacher labels ``y`` (R,B,d_out)."""
         B = self.batch if batch is None else int(batch)
         if self._data is None:
-            x = self._randn(self.n_runs, B, self.dims[0])
+            x = self.randn(self.n_runs, B, self.dims[0])
             if self.inputs == "sphere":  # |x|^2 = d_in exactly: no outlier steps past stability
                 x = x * (self.dims[0] ** 0.5 / x.norm(dim=-1, keepdim=True))
         else:
-            idx = torch.randint(0, self._data.shape[0], (self.n_runs, B), generator=self._gen, device=self.device)
-            x = self._data[idx]
+            x = self._data[self.randint(self._data.shape[0], (self.n_runs, B))]
         y = mlp_forward(self.teacher, x, self.activation, self.beta)
         if self.noise_std:
-            y = y + self.noise_std * self._randn(*y.shape)
+            y = y + self.noise_std * self.randn(*y.shape)
         return x, y
 
     def forward(self, x: torch.Tensor, weights=None) -> torch.Tensor:
         return mlp_forward(self.weights if weights is None else weights, x, self.activation, self.beta)
 
-    def batch_loss_and_grads(self, x, y, weights=None):
-        """Per-run minibatch loss ``l_B`` (R,) and gradients ``g_B`` [(R,out,in)] (no decay)."""
+    def gradients(self, x, y, weights=None):
+        """Per-run minibatch loss ``l_B`` (R,) and gradients ``g_B`` [(R,out,in)] (no decay), by
+        autograd of the summed per-run losses (the runs share no parameter)."""
         ws = [w.detach().requires_grad_(True) for w in (self.weights if weights is None else weights)]
         loss = (self.forward(x, ws) - y).pow(2).sum(-1).mean(-1)  # (R,)
         grads = torch.autograd.grad(loss.sum(), ws)  # runs share no parameter: per-run grads
@@ -201,12 +193,13 @@ class MLPEnsemble:
         per_run = vmap(per_sample, in_dims=(0, 0, 0))  # over runs
         return list(per_run(tuple(self.weights), x, y))
 
-    # ------------------------------------------------------------------------ recording
-    def _reset_acc(self):
-        self._acc: dict = {}
-        self._acc_n = 0
+    def record(self, batch, loss, grads) -> dict:
+        """The per-step observables at the pre-step weights, for the step's gradient.
 
-    def _record(self, loss, grads):
+        Keys: ``loss`` (R,), ``gsq``/``wsq`` (R,D): ``|g_{B,i}|^2``, ``|W_i|^2``; for hidden
+        layer i: ``gram_in_i``/``gram_out_i`` (R,h,h) gradient Grams, ``wgram_in_i``/
+        ``wgram_out_i`` the weight Grams ``W_i W_i^T`` and ``W_{i+1}^T W_{i+1}``.
+        """
         obs = {"loss": loss,
                "gsq": torch.stack([g.pow(2).sum((-1, -2)) for g in grads], -1),
                "wsq": torch.stack([W.pow(2).sum((-1, -2)) for W in self.weights], -1)}
@@ -217,57 +210,9 @@ class MLPEnsemble:
             obs[f"gram_out_{i}"] = g_out.transpose(-1, -2) @ g_out
             obs[f"wgram_in_{i}"] = W_in @ W_in.transpose(-1, -2)
             obs[f"wgram_out_{i}"] = W_out.transpose(-1, -2) @ W_out
-        for k, v in obs.items():
-            self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
-        self._acc_n += 1
+        return obs
 
-    def observe(self) -> dict:
-        """Averages of the recorded per-step quantities since the last call (then reset).
-
-        Keys: ``loss`` (R,), ``gsq``/``wsq`` (R,D): ``|g_{B,i}|^2``, ``|W_i|^2``; for hidden
-        layer i: ``gram_in_i``/``gram_out_i`` (R,h,h) gradient Grams, ``wgram_in_i``/
-        ``wgram_out_i`` the weight Grams ``W_i W_i^T`` and ``W_{i+1}^T W_{i+1}``.
-        """
-        if self._acc_n == 0:
-            raise RuntimeError("observe() before any recorded step: call run(n) first")
-        out = {k: v / self._acc_n for k, v in self._acc.items()}
-        self._reset_acc()
-        return out
-
-    # ------------------------------------------------------------------------------ SGD
-    def step(self, record: bool = True):
-        x, y = self.sample()
-        loss, grads = self.batch_loss_and_grads(x, y)
-        if record:
-            self._record(loss, grads)
-        decay = 2.0 * self.weight_decay
-        self.weights = [W - self.eta * (g + decay * W) if decay else W - self.eta * g
-                        for W, g in zip(self.weights, grads)]
-        self.step_count += 1
-        norm = sum(W.pow(2).sum((-1, -2)) for W in self.weights)
-        bad = ~torch.isfinite(norm) | (norm > self.blowup_norm**2)
-        self._first_bad = torch.where(bad & (self._first_bad < 0),
-                                      torch.full_like(self._first_bad, self.step_count), self._first_bad)
-
-    def run(self, n_steps: int, record: bool = True, progress=None):
-        """Advance every run ``n_steps`` SGD steps; DivergenceError on NaN/blow-up."""
-        for _ in range(int(n_steps)):
-            self.step(record)
-            if self.step_count % self.check_every == 0:
-                self.raise_if_diverged()
-            if progress is not None:
-                progress(1)
-        self.raise_if_diverged()
-
-    def raise_if_diverged(self):
-        first_bad = self._first_bad.cpu().numpy()
-        runs = np.nonzero(first_bad >= 0)[0]
-        if runs.size:
-            raise DivergenceError(
-                f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN), "
-                f"first at step {int(first_bad[runs].min())}; eta = {self.eta:g} is past the stability "
-                f"limit of this {self.activation} net", runs=runs.tolist(), steps=first_bad[runs].tolist())
-
+    # ------------------------------------------------------------------------ utilities
     def population_loss(self, n_samples: int = 4096) -> torch.Tensor:
         """Monte-Carlo ``E l`` per run on ``n_samples`` fresh samples (R,)."""
         with torch.no_grad():

@@ -154,65 +154,15 @@ def train_pair(activation: str, lr: float, epochs: int, width: int = 64, seed: i
     return PairResult(activation, float(lr), int(epochs), int(width), m, inp, init_m, acc, time.process_time() - t0)
 
 
-def digits_verdicts(ctx, theorem: str) -> list:
-    """Verdicts for Fig. 4 and for the seeds' learning-rate claim.
-
-    Fig. 4: after training, hidden layers of A and B (rotated inputs) are more aligned than
-    the same untrained pair - judged with linear CKA (the uncentred Gram cosine of tanh
-    features is dominated by their mean and is ~0.83 already at initialisation; it is
-    reported too), required for every seed (a sign test; the gain is ~0.3 against a
-    seed-to-seed spread of ~0.05).
-    Learning rate: the seeds' summary table says alignment grows from lr 0.001 to 0.1. We
-    train for the same number of epochs at each lr and report whether the paper's measure
-    (Gram cosine) grows monotonically for every seed; CKA and mutual kNN are reported.
-    """
-    from theorems.verdict import Verdict
-
+def digits_experiment(*, seeds=(0,), width: int = 32, epochs: int = 10, lrs=(0.001, 0.01, 0.1), device="cpu") -> dict:
+    """Train the A/B pairs of Fig. 4: tanh MLPs at every learning rate in ``lrs`` and linear
+    MLPs at lr 0.1, for every seed; ``{(activation, lr, seed): PairResult}``."""
     data = load_digits_split(0)
-    width = ctx.pick(32, 128)
-    epochs = ctx.pick(10, 60)
-    seeds = list(range(ctx.pick(1, 3)))
-    lrs = (0.001, 0.01, 0.1)
-    measures = ("gram_cosine", "linear_cka", "mutual_knn")
-    res = {(act, lr, s): train_pair(act, lr, epochs, width, seed=s, data=data, device=ctx.device)
-           for act in ("tanh", "linear") for lr in (lrs if act == "tanh" else (0.1,)) for s in seeds}
-    out = []
-    figs = []
-    path = ctx.figure_path("thm08_digits_heatmap.png")
-    if path is not None:
-        figs.append(_plot_heatmaps(path, [res[("tanh", 0.1, 0)], res[("linear", 0.1, 0)]]))
-    for act in ("tanh", "linear"):
-        rs = [res[(act, 0.1, s)] for s in seeds]
-        trained = np.array([r.mean("linear_cka") for r in rs])
-        init = np.array([r.init_matrix["linear_cka"].mean() for r in rs])
-        gain = trained - init
-        out.append(Verdict(theorem, f"digits {act} MLPs (Fig. 4): training raises A-B hidden-layer alignment (linear "
-                           "CKA) above the untrained pair, every seed", measured=float(trained.mean()),
-                           predicted=None, passed=bool(np.all(gain > 0)), paper_holds=bool(np.all(gain > 0)),
-                           tolerance_source="sign test over seeds", figures=list(figs),
-                           details={"cka_trained": trained, "cka_init": init,
-                                    "cka_matrix": np.mean([r.matrix["linear_cka"] for r in rs], 0),
-                                    "gram_cosine_trained": [r.mean("gram_cosine") for r in rs],
-                                    "gram_cosine_init": [r.init_matrix["gram_cosine"].mean() for r in rs],
-                                    "mutual_knn_trained": [r.mean("mutual_knn") for r in rs],
-                                    "mutual_knn_init": [r.init_matrix["mutual_knn"].mean() for r in rs],
-                                    "input_cka_A": np.mean([r.input_alignment["linear_cka"][0] for r in rs], 0),
-                                    "test_accuracy": [r.test_accuracy for r in rs],
-                                    "cpu_seconds": sum(r.cpu_seconds for r in rs)}))
-    table = {meas: np.array([[res[("tanh", lr, s)].mean(meas) for s in seeds] for lr in lrs]) for meas in measures}
-    mono = {meas: bool(np.all(np.diff(table[meas], axis=0) > 0)) for meas in measures}
-    acc = [np.mean([res[("tanh", lr, s)].test_accuracy for s in seeds]) for lr in lrs]
-    g = table["gram_cosine"].mean(1)
-    out.append(Verdict(theorem, "seeds' summary: alignment grows with the learning rate 0.001 -> 0.01 -> 0.1 "
-                       f"(tanh, SGD, {epochs} epochs each, paper's Gram cosine)", predicted=None,
-                       measured=float(g[-1] - g[0]), passed=True, paper_holds=mono["gram_cosine"],
-                       tolerance_source="measurement reported; holds iff monotone in lr for every seed",
-                       details={"lrs": lrs, **{f"{m}_per_lr": table[m].mean(1) for m in measures},
-                                **{f"monotone_{m}": mono[m] for m in measures}, "test_accuracy_per_lr": acc}))
-    return out
+    return {(act, lr, s): train_pair(act, lr, epochs, width, seed=s, data=data, device=device)
+            for act in ("tanh", "linear") for lr in (lrs if act == "tanh" else (0.1,)) for s in seeds}
 
 
-def _plot_heatmaps(path, results):
+def plot_cka_heatmaps(path, results):
     with saved_figure(path, nrows=1, ncols=len(results), figsize=(4 * len(results), 3.4), dpi=100) as (fig, axes):
         for ax, r in zip(np.atleast_1d(axes), results):
             im = ax.imshow(r.matrix["linear_cka"], vmin=0, vmax=1, cmap="viridis")

@@ -38,7 +38,7 @@ from torch.func import grad, jvp
 from symbolic.backward_error import compositions  # the same ordered splits as the symbolic recursion
 
 from core.errors import DivergenceError, InputError
-from core.validation import check_positive, check_spd
+from core.validation import check_spd
 
 VectorField = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,7 +46,8 @@ __all__ = [
     "gradient_field", "preconditioned_gradient_field", "lie_derivative", "modified_field_terms",
     "truncated_field", "rk4_flow", "gd_step", "one_step_gap", "gap_expansion", "SlopeFit",
     "fit_loglog_slope", "slope_tolerance", "quadratic_loss", "quartic_loss", "tanh_mlp_loss",
-    "entropic_loss", "n_gd_steps", "low_order_terms", "FAMILIES", "random_loss", "quadratic_expansion", "bea_slope", "finite_n_gap", "measured_cn",
+    "entropic_loss", "n_gd_steps", "low_order_terms", "FAMILIES", "random_loss", "quadratic_expansion", "bea_slope",
+    "finite_n_gap", "measured_cn", "random_loss_slope", "second_order_loss_slope", "plot_slope_fits",
 ]
 
 
@@ -334,8 +335,8 @@ def bea_slope(f0: VectorField, y0: torch.Tensor, k: int, *, levels: int = 5, h_c
 
     with ``rho_i = h_i max(|v|/|u|, |f0'|_2)`` (first neglected order, floored by the Lipschitz
     rate so that an accidentally small ``v`` cannot hide the O(h^2) rest; the factor 2 covers
-    ``|log(1+x)| <= 2|x|`` for ``|x| <= 1/2`` and that rest, ``O(rho^2)``), ``int_i`` the Richardson RK4 error and ``round_i``
-    the float64 round-off bound, both relative to the gap; plus the leading-constant check
+    ``|log(1+x)| <= 2|x|`` for ``|x| <= 1/2`` and that rest, ``O(rho^2)``), ``int_i`` the Richardson RK4
+    error and ``round_i`` the float64 round-off bound, both relative to the gap; plus the leading-constant check
     ``|gap(h_min)/h_min^p - u| / |u|`` against ``2 rho_min + int + round``.
 
     ``flow_field(h)`` (optional) replaces the truncated modified field by another field to
@@ -473,3 +474,69 @@ def quadratic_expansion(A, b, y0, k: int):
     g = A @ y0 + torch.as_tensor(b, dtype=torch.float64).to(y0)
     Ak1 = torch.linalg.matrix_power(A, k + 1)
     return -(Ak1 @ g) / (k + 2), (1.0 / (k + 2) - 1.0 / (k + 3)) * (A @ Ak1 @ g)
+
+
+# ----------------------------------------------------------------------------- experiments on random losses
+def random_loss_slope(family: str, k: int, dim: int, seed: int, *, P=None, levels: int = 5,
+                      device="cpu") -> SlopeFit:
+    """:func:`bea_slope` of GD against the flow of the order-``k`` modified field for
+    :func:`random_loss` ``(family, dim, seed)``: scalar learning rate, or ``Lam = eta P``.
+
+    Quadratics with a scalar learning rate use the closed-form expansion and set their own time
+    scale ``1/|A|``: ``eta |A| <= 1/4`` keeps GD far from its stability edge 2.
+    """
+    loss, y0, info = random_loss(family, dim, seed)
+    y0 = y0.to(device)
+    f0 = gradient_field(loss) if P is None else preconditioned_gradient_field(loss, P)
+    expansion = quadratic_expansion(info["A"], info["b"], y0, k) if family == "quadratic" and P is None else None
+    h_cap = 0.25 / float(np.linalg.norm(info["A"], 2)) if family == "quadratic" else 0.1
+    return bea_slope(f0, y0, k, levels=levels, expansion=expansion, h_cap=h_cap)
+
+
+def second_order_loss_slope(family: str, dim: int, seed: int, *, levels: int = 5, device="cpu") -> SlopeFit:
+    r"""One GD step against gradient flow on the *loss* ``phi_2 = l + (eta/4)|g|^2 + (eta^2/6) g^T H g``
+    for :func:`random_loss` ``(family, dim, seed)``; ``details["order"]`` is the order it matches.
+
+    Quadratic: it is the exact order-2 entropic loss, slope 4 (order 2). Otherwise the flow field
+    differs from ``F_2`` by ``eta^2 delta``, ``delta = (1/12) T[g,g]``, so the gap is
+    ``eta^3 delta + eta^4 (f_3 + (delta' f_0 + f_0' delta)/2) + ...``: slope 3 (order 1), not 4.
+    """
+    loss, y0, info = random_loss(family, dim, seed)
+    y0 = y0.to(device)
+    f0 = gradient_field(loss)
+
+    def flow_field(h):
+        return gradient_field(entropic_loss(loss, h, 0.25, second_order=1.0 / 6.0))
+
+    if family == "quadratic":
+        k, expansion = 2, quadratic_expansion(info["A"], info["b"], y0, 2)
+    else:
+        k = 1  # slope 3
+        g = grad(loss)
+
+        def delta(y):
+            gy = g(y)
+            return jvp(lambda z: jvp(g, (z,), (gy,))[1], (y,), (gy,))[1] / 12.0
+
+        f3 = low_order_terms(f0, 3)[3]
+        u = delta(y0)
+        v = f3(y0) + 0.5 * (jvp(delta, (y0,), (f0(y0),))[1] + jvp(f0, (y0,), (u,))[1])
+        expansion = (u, v)
+    return bea_slope(f0, y0, k, levels=levels, flow_field=flow_field, expansion=expansion)
+
+
+def plot_slope_fits(path, fits, title: str):
+    """Log-log plot of the one-step gaps of labelled fits ``[(label, SlopeFit), ...]``, each with
+    its predicted line ``eta^{k+2} |f_{k+1}|`` (dotted)."""
+    from .figures import saved_figure
+
+    with saved_figure(path, figsize=(6, 4.5), dpi=120) as (fig, ax):
+        for label, fit in fits:
+            line, = ax.loglog(fit.h, fit.err, "o-", label=f"{label}: slope {fit.slope:.3f}")
+            p = fit.details["predicted_slope"]
+            ax.loglog(fit.h, fit.details["u_norm"] * fit.h ** p, ":", color=line.get_color())
+        ax.set_xlabel("learning rate eta")
+        ax.set_ylabel("|theta_GD - flow(phi_k)|")
+        ax.set_title(title + "\n(dotted: predicted eta^{k+2} |f_{k+1}|)")
+        ax.legend(fontsize=7)
+    return path

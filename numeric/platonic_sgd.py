@@ -157,3 +157,23 @@ def layer_features(maps: list, X: np.ndarray) -> list:
     """Hidden activations ``h_k(x) = B_k M_I Z x`` of every run on test inputs X (n, dx):
     a list over hidden layers of (R, n, h_k) arrays."""
     return [np.einsum("rhd,nd->rnh", P, X) for P in maps]
+
+
+def gradient_second_moments(problem, weights, hidden, n_samples: int, *, n_runs: int = 8, seed: int = 0,
+                            device="auto") -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer ``E|grad_{W_i} l|^2`` at fixed ``weights``, by Monte Carlo over fresh samples.
+
+    The engine's own per-sample gradients (``|grad_{W_i} l|^2 = 4 |delta_i|^2 |h_{i-1}|^2``)
+    over ``n_runs x n_samples`` independent samples; returns the mean and its CLT standard
+    error per layer.
+    """
+    t = LinearTeacher(problem.V, problem.Sx, problem.Se)
+    ens = linear_ensemble(t, hidden, n_runs=n_runs, eta=0.01, Z=problem.Z, M_I=problem.M_I, M_O=problem.M_O,
+                          device=device, seed=seed)
+    ens.load_weights(weights)
+    u, y = ens.sample(n_samples)
+    hs, out = ens.forward(u)
+    deltas = ens.backward(hs, out, y)
+    per = torch.stack([4.0 * d.pow(2).sum(-1) * h.pow(2).sum(-1) for d, h in zip(deltas, hs[:-1])], -1)  # (R,n,D)
+    per = per.reshape(-1, len(weights)).cpu().numpy()
+    return per.mean(0), per.std(0) / np.sqrt(per.shape[0])

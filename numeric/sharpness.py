@@ -2,13 +2,18 @@
 
 * ``hessian_trace`` - exact: the full Hessian of a scalar function of a flat parameter
   vector (``torch.func.hessian``), vmapped over an ensemble. For small nets.
+  ``hessian_diagonal`` - the diagonal itself (per-parameter curvatures).
 * ``hutchinson_trace`` - ``E[v^T H v]`` over Rademacher probes v, with Hessian-vector
   products by reverse-over-reverse (``torch.func.vjp`` of ``torch.func.grad``; forward-over-
   reverse ``jvp`` of ``grad`` hits PyTorch's "ZeroTensors are immutable" bug for mean-reduced
   ``F.mse_loss``); returns the mean and its CLT
   standard error ``std / sqrt(n_probes)``. For large nets.
 * ``two_layer_population_loss`` - ``L(U, W) = Tr((UW - V) Sx (UW - V)^T) + Tr Se`` in closed
-  form (the population loss of the online-Gaussian model), batched over leading dims.
+  form (the population loss of the online-Gaussian model), batched over leading dims;
+  ``two_layer_flat_loss`` - the same as a function of one flat parameter vector.
+* ``two_layer_sharpness_formula`` - ``Tr hess L = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|_F^2``
+  (symbolic.two_layer.derive_total_sharpness), ``two_layer_sharpness_exact`` - the same by
+  torch.func. The one home of these formulas in numeric/.
 
 >>> import torch
 >>> f = lambda th: (th ** 2).sum() + th[0] * th[1]   # Hessian [[2,1],[1,2]]: trace 4
@@ -49,9 +54,14 @@ def unflatten(theta: torch.Tensor, shapes: Sequence[tuple]) -> list:
     return out
 
 
+def hessian_diagonal(loss: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
+    """Diagonal of the exact ``hess loss`` at ``theta`` (P,)."""
+    return torch.diagonal(hessian(loss)(theta))
+
+
 def hessian_trace(loss: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, batched: bool = False) -> torch.Tensor:
     """Exact ``Tr hess loss`` at ``theta`` (P,), or at each row of (R, P) with ``batched``."""
-    tr = lambda th: torch.diagonal(hessian(loss)(th)).sum()  # noqa: E731
+    tr = lambda th: hessian_diagonal(loss, th).sum()  # noqa: E731
     return vmap(tr)(theta) if batched else tr(theta)
 
 
@@ -87,14 +97,24 @@ def two_layer_population_loss(U: torch.Tensor, W: torch.Tensor, V, Sx, Se) -> to
     return ((D @ Sx) * D).sum(dim=(-1, -2)) + torch.diagonal(Se).sum()
 
 
-def two_layer_sharpness_exact(U: torch.Tensor, W: torch.Tensor, V, Sx, Se) -> torch.Tensor:
-    """Exact ``Tr hess L`` of the two-layer population loss for each run: U (R,dy,h), W (R,h,dx)."""
-    shapes = [tuple(U.shape[1:]), tuple(W.shape[1:])]
+def two_layer_flat_loss(shapes: Sequence[tuple], V, Sx, Se) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The population loss as a function of one flat ``[U, W]`` vector (``shapes`` of U, W).
+
+    >>> I = torch.eye(2, dtype=torch.float64)
+    >>> float(two_layer_flat_loss([(2, 2), (2, 2)], I, I, 0.5 * I)(flatten([I, I])))
+    1.0
+    """
 
     def L(theta):
         u, w = unflatten(theta, shapes)
         return two_layer_population_loss(u, w, V, Sx, Se)
 
+    return L
+
+
+def two_layer_sharpness_exact(U: torch.Tensor, W: torch.Tensor, V, Sx, Se) -> torch.Tensor:
+    """Exact ``Tr hess L`` of the two-layer population loss for each run: U (R,dy,h), W (R,h,dx)."""
+    L = two_layer_flat_loss([tuple(U.shape[1:]), tuple(W.shape[1:])], V, Sx, Se)
     return hessian_trace(L, flatten([U, W]), batched=True)
 
 

@@ -35,6 +35,8 @@ from typing import Callable, Dict
 import numpy as np
 import torch
 
+from core.errors import DivergenceError, InputError
+
 Observables = Dict[str, torch.Tensor]
 
 
@@ -97,7 +99,7 @@ def stationary_average(
     larger than 4 standard errors keeps the runs going.
     """
     if block_steps < sample_every:
-        raise ValueError("block_steps must be at least sample_every")
+        raise InputError("block_steps must be at least sample_every")
     blocks: list = []
     steps = 0
 
@@ -112,6 +114,9 @@ def stationary_average(
                 progress(sample_every)
             obs = observe()
             for k, v in obs.items():
+                if not bool(torch.isfinite(v).all()):  # a NaN mean must never be reported as converged
+                    raise DivergenceError(f"observable {k!r} became non-finite after {steps} steps "
+                                          f"(runs {torch.nonzero(~torch.isfinite(v.reshape(v.shape[0], -1)).all(-1)).flatten().tolist()[:8]})")
                 acc[k] = acc[k] + v if k in acc else v.clone()
             n += 1
         return {k: v / n for k, v in acc.items()}
@@ -173,7 +178,7 @@ def lagrange_weights_at_zero(etas) -> list:
     """
     etas = [float(e) for e in etas]
     if len(set(etas)) != len(etas):
-        raise ValueError(f"etas must be distinct, got {etas}")
+        raise InputError(f"etas must be distinct, got {etas}")
     out = []
     for k, ek in enumerate(etas):
         w = 1.0
@@ -196,9 +201,11 @@ def extrapolate_to_zero(etas, means, stderrs) -> Extrapolation:
     >>> round(float(ex.estimate), 12), round(float(ex.systematic), 12)   # linear misses -2*5*0.01^2
     (0.999, -0.001)
     """
+    if any(not float(e) > 0 for e in etas):
+        raise InputError(f"learning rates must be positive, got {list(etas)}")
     order = sorted(range(len(etas)), key=lambda k: float(etas[k]))
     if len(order) < 2:
-        raise ValueError("need at least two learning rates to extrapolate")
+        raise InputError("need at least two learning rates to extrapolate")
     m = [torch.as_tensor(means[k]) for k in order]
     s = [torch.as_tensor(stderrs[k]) for k in order]
     e = [float(etas[k]) for k in order]
@@ -252,3 +259,72 @@ def extrapolated_relative_error(etas, means, stderrs, target, z: float) -> tuple
     e1, e2 = (float((m - target).norm()) / tnorm for m in means)
     bound = z * float(ex.stderr.norm()) / tnorm + abs(rho * e2 - e1) / (rho - 1)
     return err, bound, f"z={z:g} CLT + two-rung O(eta^2) estimate |rho e(eta/rho) - e(eta)|/(rho-1)"
+
+
+# ------------------------------------------------------------- eta -> 0 by weighted least squares
+
+
+@dataclass
+class LadderFit:
+    """A weighted least-squares fit ``m(eta) = c0 + c1 eta (+ c2 eta^2)`` of rung means.
+
+    Every array has one entry per fitted component. ``c0`` is the eta -> 0 limit and ``se0``
+    its standard error (from the rungs' CLT standard errors: independent runs per rung);
+    ``chi2`` and ``dof`` are the summed goodness of fit over the components (each component
+    has ``rungs - order - 1`` degrees of freedom).
+    """
+
+    etas: np.ndarray
+    order: int
+    c0: np.ndarray
+    se0: np.ndarray
+    c1: np.ndarray
+    chi2: float
+    dof: int
+
+    @property
+    def chi2_per_dof(self) -> float:
+        return self.chi2 / self.dof if self.dof else float("nan")
+
+
+def fit_eta_ladder(etas, means, stderrs, order: int | None = None) -> LadderFit:
+    """Fit every component of the rung means by WLS in eta; ``order`` 1 (linear) or 2.
+
+    The default order is 1 with three rungs and 2 with four or more, so that the fit
+    always keeps at least one degree of freedom per component for its goodness of fit.
+    Fewer than three rungs cannot separate an offset from the O(eta) term and are refused.
+
+    >>> f = fit_eta_ladder([0.04, 0.02, 0.01], [[1.0 + 3 * e] for e in (0.04, 0.02, 0.01)], [[1e-3]] * 3)
+    >>> round(float(f.c0[0]), 12), round(float(f.c1[0]), 9), round(f.chi2, 12), f.dof
+    (1.0, 3.0, 0.0, 1)
+    """
+    etas = np.asarray(etas, dtype=np.float64)
+    K = etas.size
+    if K < 3:
+        raise InputError(f"an eta -> 0 fit needs at least three rungs (an offset and a slope, plus one "
+                         f"degree of freedom to test the fit), got {K}")
+    if np.any(etas <= 0) or len(set(etas.tolist())) != K:
+        raise InputError(f"learning rates must be positive and distinct, got {etas.tolist()}")
+    order = (1 if K == 3 else 2) if order is None else int(order)
+    if order not in (1, 2) or K - order - 1 < 1:
+        raise InputError(f"order {order} with {K} rungs leaves no degree of freedom; use order 1 or more rungs")
+    m = np.asarray([np.ravel(np.asarray(x, dtype=np.float64)) for x in means])  # (K, J)
+    s = np.asarray([np.ravel(np.asarray(x, dtype=np.float64)) for x in stderrs])
+    if m.shape != s.shape or m.shape[0] != K:
+        raise InputError(f"means {m.shape} and stderrs {s.shape} must have one row per rung ({K})")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))):
+        raise InputError("rung means and standard errors must be finite")
+    # a component without fluctuations (exactly zero standard error) is weighted as if its
+    # error were float64 round-off of its size, not infinitely
+    s = np.maximum(s, 1e-15 * (np.abs(m) + 1.0))
+    X = np.vander(etas, order + 1, increasing=True)  # columns 1, eta, eta^2
+    c0, se0, c1, chi2 = [], [], [], 0.0
+    for j in range(m.shape[1]):
+        w = 1.0 / s[:, j] ** 2
+        cov = np.linalg.inv(X.T @ (w[:, None] * X))
+        beta = cov @ (X.T @ (w * m[:, j]))
+        chi2 += float(np.sum(w * (m[:, j] - X @ beta) ** 2))
+        c0.append(beta[0])
+        c1.append(beta[1])
+        se0.append(np.sqrt(cov[0, 0]))
+    return LadderFit(etas, order, np.array(c0), np.array(se0), np.array(c1), chi2, m.shape[1] * (K - order - 1))

@@ -32,8 +32,9 @@ import torch
 from . import engine
 from core.errors import InputError
 from .linear_ensemble import LinearTeacher
+from .modified_flow import fit_loglog_slope
 from .sharpness import two_layer_sharpness_exact, two_layer_sharpness_formula
-from .stationary import Extrapolation, extrapolate_to_zero, stationary_average
+from .stationary import extrapolate_to_zero, stationary_average
 
 INVARIANTS = ("WtW", "UUt", "spectrum", "sharpness", "grad_moments")
 
@@ -158,8 +159,7 @@ class LadderResult:
 
     def slope(self, name: str) -> float:
         """Log-log slope of the relative error against eta over the rungs (1 = first order)."""
-        errs = [r.relative_error(name, self.targets[name]) for r in self.rungs]
-        return float(np.polyfit(np.log(self.etas), np.log(errs), 1)[0])
+        return fit_loglog_slope(self.etas, [r.relative_error(name, self.targets[name]) for r in self.rungs]).slope
 
     @property
     def wall_s(self) -> float:
@@ -229,18 +229,6 @@ def eta_ladder(problem: TwoLayerProblem, etas, *, warm_start: bool = True, seed:
     return LadderResult(rungs, ex, problem.targets())
 
 
-# ------------------------------------------------------------------ shared set-ups
-
-
-def showcase_problem(seed: int = 0, dx: int = 3, dy: int = 2, width: int = 4) -> TwoLayerProblem:
-    """A fixed random problem (anisotropic Sx and Se, generic V) used by Theorems 10 and 12."""
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((dx, dx))
-    B = rng.standard_normal((dy, dy))
-    return TwoLayerProblem(V=rng.standard_normal((dy, dx)), Sx=A @ A.T / dx + 0.3 * np.eye(dx),
-                           Se=B @ B.T / dy + 0.2 * np.eye(dy), width=width)
-
-
 def default_etas(problem: TwoLayerProblem, kappa: float = 0.4, rungs: int = 3) -> list:
     """``eta_0 = kappa / T*`` halved ``rungs - 1`` times. T* (the optimum's total sharpness)
     sets the curvature scale, so the relative O(eta) bias is comparable across problems;
@@ -249,13 +237,3 @@ def default_etas(problem: TwoLayerProblem, kappa: float = 0.4, rungs: int = 3) -
     eta0 = kappa / problem.closed_form().sharpness
     return [eta0 / 2**k for k in range(rungs)]
 
-
-_LADDER_CACHE: dict = {}
-
-
-def cached_ladder(problem: TwoLayerProblem, etas, key, **kwargs) -> LadderResult:
-    """``eta_ladder`` memoised on ``key`` (Theorems 10 and 12 share one SGD ladder per process)."""
-    full_key = (key, tuple(etas), tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
-    if full_key not in _LADDER_CACHE:
-        _LADDER_CACHE[full_key] = eta_ladder(problem, etas, **kwargs)
-    return _LADDER_CACHE[full_key]

@@ -62,7 +62,7 @@ import numpy as np
 import sympy as sp
 
 from core.errors import InputError
-from core.validation import as_numpy, check_invertible, check_spd, check_width
+from core.validation import as_numpy, check_int, check_invertible, check_spd, check_width, numerical_rank
 
 # ============================================================================ symbolic
 
@@ -266,7 +266,7 @@ class EmbeddedProblem:
 
     @property
     def rank(self) -> int:
-        return int(np.linalg.matrix_rank(self.V))
+        return numerical_rank("V", self.V)
 
     def whitened_svd(self):
         """SVD of ``N^{1/2} P Su^{1/2}`` (singular values = those of Se^{1/2} V Sx^{1/2})."""
@@ -295,6 +295,8 @@ class EmbeddedProblem:
 
     def equipartition_value(self, D: int) -> float:
         """``T = (ab)^{1/D} tau^{2(D-1)/D}``; each ``E|grad_{W_i} l|^2 = 4 T`` (batch 1)."""
+        if check_int("depth D", D) < 2:
+            raise InputError(f"depth D must be at least 2 (one hidden layer), got {D}")
         return (self.a * self.b) ** (1 / D) * self.tau ** (2 * (D - 1) / D)
 
     def kernel(self, D: int, k: int) -> np.ndarray:
@@ -316,7 +318,9 @@ def entropic_minimum(problem: EmbeddedProblem, hidden: Sequence[int], seed: int 
     ``W_k = (s_k/s_{k-1})^{1/2} Q_k Q_{k-1}^T`` (scaled partial isometries) and
     ``W_D = s_{D-1}^{-1/2} N^{-1/2} U S^{1/2} Q_{D-1}^T``.
     """
-    hidden = [int(h) for h in hidden]
+    if len(hidden) == 0:
+        raise InputError("a deep linear net needs at least one hidden layer (hidden=[] given)")
+    hidden = [check_width(f"hidden width {i + 1}", h, 1) for i, h in enumerate(hidden)]
     r = problem.rank
     for i, h in enumerate(hidden):
         check_width(f"hidden width {i + 1}", h, r)
@@ -384,77 +388,6 @@ def balance_residuals(problem: EmbeddedProblem, weights) -> list:
 
 def normalised(K: np.ndarray) -> np.ndarray:
     return K / np.linalg.norm(K)
-
-
-# ============================================================================ orbit minimisation
-
-
-def orbit_minimum(problem: EmbeddedProblem, D: int, kappa: float = 0.0, seed: int = 0, starts: int = 3,
-                  init=None) -> tuple[list, float]:
-    """Minimise ``F = sum_i T_i + kappa sum_i |W_i|^2`` over the minimum manifold of L.
-
-    Square nets (all widths = dx = dy, P invertible): the manifold is the orbit
-    ``W_1 = X_1 W1^0, W_k = X_k W_k^0 X_{k-1}^{-1}, W_D = W_D^0 X_{D-1}^{-1}``. BFGS over the
-    ``X_k`` from ``starts`` random starting points (plus ``init`` if given); returns the best
-    weights and F. ``kappa = gam * B / eta`` (weight decay gam, batch B) is Theorem 9's knob;
-    ``kappa = 0`` is an independent numerical check of :func:`entropic_minimum`.
-    """
-    import scipy.optimize
-    import torch
-
-    d = problem.V.shape[0]
-    if problem.V.shape[1] != d or problem.rank != d:
-        raise InputError("orbit_minimum needs a square invertible V (every width = d)")
-    if not np.isfinite(float(kappa)) or kappa < 0:
-        raise InputError(f"kappa must be a non-negative number, got {kappa!r}")
-    W0 = [np.eye(d)] * (D - 1) + [problem.P]  # a point of the manifold: W_D = P, others I
-    Su = torch.as_tensor(problem.Su)
-    N = torch.as_tensor(problem.N)
-    W0t = [torch.as_tensor(w) for w in W0]
-
-    def weights_of(xflat):
-        X = [xflat[i * d * d:(i + 1) * d * d].reshape(d, d) for i in range(D - 1)]
-        Ws = []
-        for i in range(D):
-            W = W0t[i]
-            if i < D - 1:
-                W = X[i] @ W
-            if i > 0:
-                W = W @ torch.linalg.inv(X[i - 1])
-            Ws.append(W)
-        return Ws
-
-    def F_torch(xflat):
-        Ws = weights_of(xflat)
-        B = [torch.eye(d, dtype=torch.float64)]
-        for W in Ws:
-            B.append(W @ B[-1])
-        A = [None] * (D + 1)
-        A[D] = torch.eye(d, dtype=torch.float64)
-        for i in range(D - 1, -1, -1):
-            A[i] = A[i + 1] @ Ws[i]
-        T = sum(torch.trace(A[i].T @ N @ A[i]) * torch.trace(B[i - 1] @ Su @ B[i - 1].T) for i in range(1, D + 1))
-        return T + kappa * sum((W ** 2).sum() for W in Ws)
-
-    def fg(x):
-        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        f = F_torch(xt)
-        (g,) = torch.autograd.grad(f, xt)
-        return float(f.detach()), g.numpy().astype(np.float64)
-
-    rng = np.random.default_rng(seed)
-    cands = []
-    if init is not None:
-        cands.append(np.asarray(init, dtype=np.float64))
-    for _ in range(starts):
-        cands.append(np.concatenate([(np.eye(d) + 0.3 * rng.standard_normal((d, d))).ravel() for _ in range(D - 1)]))
-    best = None
-    for x0 in cands:
-        res = scipy.optimize.minimize(fg, x0, jac=True, method="BFGS", options={"gtol": 1e-11, "maxiter": 5000})
-        if best is None or res.fun < best.fun:
-            best = res
-    Ws = [w.detach().numpy() for w in weights_of(torch.as_tensor(best.x))]
-    return Ws, float(best.fun)
 
 
 def entropy_on_manifold(problem: EmbeddedProblem, weights, kappa: float = 0.0) -> float:

@@ -42,7 +42,9 @@ import numpy as np
 import sympy as sp
 
 from core.errors import InputError
-from core.validation import as_numpy, check_spd, check_width
+from core.validation import as_numpy, check_int, check_spd, check_width, numerical_rank
+
+DPS_MIN = 15  # float64 inputs carry ~16 digits: evaluating with fewer throws precision away
 
 # ============================================================================ expectations
 
@@ -359,6 +361,8 @@ def entropic_optimum(V, Sx, Se, width: int | None = None, Q=None, dps: int = 40)
     picks the representative (default ``[I_r; 0]``). Raises InputError for non-SPD
     covariances, shape mismatches or a width below rank V.
     """
+    if check_int("dps", dps) < DPS_MIN:
+        raise InputError(f"dps must be at least {DPS_MIN} (the inputs are float64: fewer digits lose precision), got {dps}")
     V = as_numpy("V", V, ndim=2)
     Sx = check_spd("Sx", Sx)
     Se = check_spd("Se", Se)
@@ -373,8 +377,7 @@ def entropic_optimum(V, Sx, Se, width: int | None = None, Q=None, dps: int = 40)
         a = sum(mSe[i, i] for i in range(dy))
         b = sum(mSx[i, i] for i in range(dx))
         Pm, sv, Rt = mpmath.svd_r(Se_h * mV * Sx_h)
-        tol = mpmath.mpf(10) ** (-12) * max(1, max(sv))  # float64 input: rank at 1e-12
-        r = sum(1 for s_ in sv if s_ > tol)
+        r = numerical_rank("V", V)  # the suite's one rank threshold (whitening keeps the rank)
         if r == 0:
             raise InputError("V is zero: the target map has rank 0 (nothing to learn)")
         h = r if width is None else check_width("width", width, r)

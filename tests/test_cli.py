@@ -26,7 +26,7 @@ def _fake_module(tid: str, passed: bool, raises: bool = False):
 @pytest.fixture
 def fake_theorems(monkeypatch):
     mods = {"1": _fake_module("1", True), "2": _fake_module("2", False), "3": _fake_module("3", True, raises=True)}
-    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda: mods)
+    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda broken=None: mods)
     return mods
 
 
@@ -43,7 +43,9 @@ def test_failing_or_crashing_theorem_gives_exit_one(fake_theorems, tmp_path):
     assert cli.main(["-t", "2", "--out", str(tmp_path)]) == 1
     assert cli.main(["-t", "3", "--out", str(tmp_path)]) == 1
     data = json.loads((tmp_path / "verdicts.json").read_text())
-    assert "boom" in data["verdicts"][0]["details"]["error"]
+    v = data["verdicts"][0]
+    assert v["status"] == "ERROR" and "boom" in v["error"]
+    assert "ERROR: RuntimeError: boom" in (tmp_path / "report.md").read_text()
 
 
 def test_json_output(fake_theorems, tmp_path, capsys):
@@ -106,7 +108,7 @@ def test_unusable_out_folder_exits_two_before_any_theorem(monkeypatch, tmp_path,
     mod = _fake_module("1", True)
     verify = mod.verify
     mod.verify = lambda ctx: ran.append(1) or verify(ctx)
-    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda: {"1": mod})
+    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda broken=None: {"1": mod})
     (tmp_path / "a_file").write_text("not a folder")
     assert cli.main(["-t", "1", "--out", make_out(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -144,7 +146,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_old_report(monkeypatch, tm
 
     mods = {"1": _fake_module("1", True), "2": types.SimpleNamespace(THEOREM="2", TITLE="slow", verify=interrupted,
                                                                     __name__="fake2")}
-    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda: mods)
+    monkeypatch.setattr("theorems.verdict.theorem_modules", lambda broken=None: mods)
     (tmp_path / "report.md").write_text("old report\n")
     (tmp_path / "verdicts.json").write_text("{}")
     assert cli.main(["-t", "1", "-t", "2", "--out", str(tmp_path)]) == 130
@@ -154,3 +156,67 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_old_report(monkeypatch, tm
     assert "Traceback" not in captured.err + captured.out
     assert (tmp_path / "report.md").read_text() == "old report\n"
     assert (tmp_path / "verdicts.json").read_text() == "{}"
+
+
+def test_one_check_raising_keeps_the_other_checks_verdicts(monkeypatch, tmp_path, capsys):
+    from theorems.checks import REGISTRY, check, verifier
+
+    @check("T9")
+    def check_fine(ctx):
+        """x equals 1."""
+        return Verdict("T9", "x = 1", predicted=1.0, measured=1.0, tolerance=0.0, tolerance_source="exact")
+
+    @check("T9")
+    def check_broken(ctx):
+        """y is computable."""
+        raise ZeroDivisionError("division by zero in y")
+
+    try:
+        mod = types.SimpleNamespace(THEOREM="T9", TITLE="t", verify=verifier("T9"), __name__="fake9")
+        monkeypatch.setattr("theorems.verdict.theorem_modules", lambda broken=None: {"T9": mod})
+        assert cli.main(["-t", "T9", "--json", "--out", str(tmp_path)]) == 1
+        out = capsys.readouterr()
+        data = json.loads(out.out)
+        assert [v["status"] for v in data["verdicts"]] == ["PASS", "ERROR"]
+        assert "division by zero in y" in data["verdicts"][1]["error"] and "division by zero in y" in out.err
+    finally:
+        REGISTRY.pop("T9", None)
+
+
+def test_a_module_that_cannot_load_is_an_error_row_and_the_others_run(monkeypatch, tmp_path, capsys):
+    def loader(broken=None):
+        broken["4"] = ImportError("cannot import name 'gone'")
+        return {"1": _fake_module("1", True)}
+
+    monkeypatch.setattr("theorems.verdict.theorem_modules", loader)
+    assert cli.main(["--json", "--out", str(tmp_path)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [(v["theorem"], v["status"]) for v in data["verdicts"]] == [("1", "PASS"), ("4", "ERROR")]
+
+
+def test_a_new_report_replaces_stale_figures(fake_theorems, tmp_path):
+    out = tmp_path / "r"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old.png").write_bytes(b"stale")
+    assert cli.main(["-t", "1", "--out", str(out)]) == 0
+    assert not (out / "figures" / "old.png").exists() and (out / "report.md").exists()
+
+
+def test_out_folder_with_other_files_is_refused(fake_theorems, tmp_path, capsys):
+    (tmp_path / "thesis.tex").write_text("mine")
+    assert cli.main(["-t", "1", "--out", str(tmp_path)]) == 2
+    assert "thesis.tex" in capsys.readouterr().err and (tmp_path / "thesis.tex").exists()
+
+
+def test_seed_sweep_prints_a_failure_table(fake_theorems, tmp_path, capsys):
+    assert cli.main(["-t", "1", "-t", "2", "--seeds", "3-4", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "seed 3" in out and "seed 4" in out and "1 FAIL" in out
+    assert (tmp_path / "seed-3" / "verdicts.json").exists() and (tmp_path / "seed-4" / "report.md").exists()
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "5-", str(2**32)])
+def test_bad_seed_range_exits_two(fake_theorems, tmp_path, capsys, text):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--seeds", text, "--out", str(tmp_path)])
+    assert e.value.code == 2 and "seeds" in capsys.readouterr().err

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from numeric import strategies as nst
 from core.errors import DivergenceError, InputError
 from numeric.platonic_sgd import measure_kernels
+from numeric.deep_linear_min import orbit_minimum
 from symbolic import deep_linear as dl
+
+# the Theorem 8 teacher (a full-rank 3x3 problem)
+V_T = np.array([[1.0, 0.3, 0.0], [0.2, 0.8, 0.4], [0.0, -0.3, 0.6]])
+S_X = np.diag([1.0, 0.6, 1.4])
+S_E = np.diag([0.5, 1.0, 0.8])
 
 
 @given(Sx=nst.spd_matrices(3), Se=nst.spd_matrices(3), V=nst.full_rank_matrices(3, 3))
@@ -55,7 +61,7 @@ def test_middle_layers_are_scaled_partial_isometries():
 def test_orbit_minimum_large_kappa_is_weight_balanced():
     prob = dl.EmbeddedProblem(np.array([[1.0, 0.4], [0.0, 0.7]]), np.diag([1.0, 2.0]), np.eye(2),
                               M_I=np.array([[1.5, 0.2], [0.0, 0.6]]))
-    ws, _ = dl.orbit_minimum(prob, 3, kappa=1e5, starts=2)
+    ws, _ = orbit_minimum(prob, 3, kappa=1e5, starts=2)
     for k, K in enumerate(dl.hidden_kernels(prob, ws), start=1):
         Kb = dl.weight_balanced_kernel(prob, 3, k)
         assert np.linalg.norm(dl.normalised(K) - dl.normalised(Kb)) < 1e-3  # O(1/kappa) away
@@ -90,3 +96,34 @@ def test_measure_kernels_smoke_and_divergence():
     with pytest.raises(DivergenceError, match="diverged"):
         measure_kernels(prob, [2], 5.0, n_runs=2, block_steps=200, window=2, average_blocks=1, max_steps=400,
                         device="cpu")
+
+
+@given(Sx=nst.spd_matrices(2), Se=nst.spd_matrices(2), V=nst.invertible_matrices(2), Z=nst.invertible_matrices(2),
+       M_I=nst.invertible_matrices(2), M_O=nst.invertible_matrices(2), D=st.integers(2, 4),
+       widths=st.lists(st.integers(2, 4), min_size=3, max_size=3), seed=nst.seeds())
+def test_closed_form_random_problems(Sx, Se, V, Z, M_I, M_O, D, widths, seed):
+    """Random data and embeddings: the closed form realises P, is balanced, equipartitioned,
+    and every hidden kernel is s_k times the embedding-free Platonic kernel."""
+    prob = dl.EmbeddedProblem(V, Sx, Se, Z=Z, M_I=M_I, M_O=M_O)
+    ws = dl.entropic_minimum(prob, widths[: D - 1], seed=seed % 1000)
+    scale = np.linalg.norm(prob.P)
+    assert np.linalg.norm(dl.end_to_end(ws) - prob.P) < 1e-9 * scale
+    assert max(dl.balance_residuals(prob, ws)) < 1e-8
+    g = dl.layer_second_moments(prob, ws)
+    assert np.allclose(g, 4 * prob.equipartition_value(D), rtol=1e-9)
+    Kp = dl.platonic_kernel(V, Sx, Se)
+    for k, K in enumerate(dl.hidden_kernels(prob, ws), start=1):
+        assert np.allclose(K, prob.layer_scale(D, k) * Kp, rtol=1e-7, atol=1e-9 * np.abs(Kp).max())
+
+
+def test_embedded_problem_bad_inputs():
+    with pytest.raises(InputError, match="not positive definite"):
+        dl.EmbeddedProblem(V_T, -S_X, S_E)
+    with pytest.raises(InputError, match="singular"):
+        dl.EmbeddedProblem(V_T, S_X, S_E, Z=np.zeros((3, 3)))
+    with pytest.raises(InputError, match="below the rank"):
+        dl.entropic_minimum(dl.EmbeddedProblem(V_T, S_X, S_E), [2, 3])
+    with pytest.raises(InputError, match="hidden layer index"):
+        dl.EmbeddedProblem(V_T, S_X, S_E).layer_scale(3, 3)
+    with pytest.raises(InputError, match="at least one hidden layer"):
+        measure_kernels(dl.EmbeddedProblem(V_T, S_X, S_E), [], 0.01, max_steps=10, device="cpu")

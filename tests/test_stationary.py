@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,68 @@ def test_lagrange_weights():
         lagrange_weights_at_zero([0.1, 0.1])
     with pytest.raises(ValueError, match="two"):
         extrapolate_to_zero([0.1], [torch.zeros(1)], [torch.zeros(1)])
+
+
+# ------------------------------------------------------------- the eta -> 0 ladder fit
+from core.errors import InputError  # noqa: E402
+from numeric.stationary import fit_eta_ladder  # noqa: E402
+from theorems.tolerances import eta_limit_criteria  # noqa: E402
+
+ETAS4 = [0.02, 0.01, 0.005, 0.0025]
+
+
+def _rungs(law, etas, se, seed=0):
+    """Rung means of a 3-component observable following ``law(eta)``, with CLT noise ``se``."""
+    rng = np.random.default_rng(seed)
+    return [law(e) + se * rng.standard_normal(3) for e in etas], [np.full(3, se)] * len(etas)
+
+
+def _passes(fit, prediction):
+    crit, _, _ = eta_limit_criteria(fit, prediction, "test")
+    return all(c.passed for c in crit), crit
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_pure_eta_law_passes(seed):
+    truth = np.array([1.0, -0.5, 2.0])
+    law = lambda e: truth + np.array([3.0, 1.0, -2.0]) * e + np.array([20.0, -5.0, 8.0]) * e * e  # noqa: E731
+    means, ses = _rungs(law, ETAS4, 1e-4, seed)
+    ok, crit = _passes(fit_eta_ladder(ETAS4, means, ses), truth)
+    assert ok, [c.describe() for c in crit]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_one_percent_offset_fails(seed):
+    truth = np.array([1.0, -0.5, 2.0])
+    law = lambda e: 1.01 * truth + np.array([3.0, 1.0, -2.0]) * e  # noqa: E731  (the limit is off by 1%)
+    means, ses = _rungs(law, ETAS4, 1e-4, seed)
+    ok, crit = _passes(fit_eta_ladder(ETAS4, means, ses), truth)
+    assert not ok and not crit[0].passed
+
+
+def test_an_offset_hidden_by_a_two_rung_estimate_is_caught_with_three():
+    # e_k = d + c eta_k: the old two-rung remainder |rho e_2 - e_1| / (rho - 1) equals d, so an
+    # offset always sat inside its own bound; the fit's bound comes from the standard errors alone
+    truth = np.array([1.0, 1.0, 1.0])
+    etas = [0.02, 0.01, 0.005]
+    means, ses = _rungs(lambda e: truth + 0.01 + 2.0 * e, etas, 1e-4)
+    ok, _ = _passes(fit_eta_ladder(etas, means, ses), truth)
+    assert not ok
+
+
+def test_a_wrong_model_of_eta_fails_the_goodness_of_fit():
+    # a stall (the error levels off) fitted by a straight line: chi^2 must object
+    truth = np.zeros(3)
+    etas = [0.04, 0.02, 0.01, 0.005, 0.0025]
+    means, ses = _rungs(lambda e: np.full(3, 0.05 * min(e, 0.01) / 0.01), etas, 1e-4)
+    crit, _, _ = eta_limit_criteria(fit_eta_ladder(etas, means, ses, order=1), truth, "stall")
+    assert not crit[1].passed
+
+
+def test_a_short_ladder_is_refused():
+    with pytest.raises(InputError, match="at least three rungs"):
+        fit_eta_ladder([0.02, 0.01], [[1.0], [1.0]], [[0.1], [0.1]])
+    with pytest.raises(InputError, match="positive and distinct"):
+        fit_eta_ladder([0.02, 0.01, 0.01], [[1.0]] * 3, [[0.1]] * 3)
+    with pytest.raises(InputError, match="no degree of freedom"):
+        fit_eta_ladder([0.02, 0.01, 0.005], [[1.0]] * 3, [[0.1]] * 3, order=2)

@@ -1,4 +1,5 @@
-"""Unit and property tests of the symmetry toolkit (symbolic/symmetry.py, numeric/symmetry.py)."""
+"""Unit and property tests of the symmetry toolkit (symbolic/symmetry.py) and the numeric models of the
+symmetry results (numeric/two_layer_linear.py, normalised_linear.py, two_layer_tanh.py, float64.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from hypothesis import strategies as st
 
 from core.errors import DivergenceError, InputError
 from numeric.strategies import dims, seeds
-from numeric.symmetry import (NormalisedLinear, TwoLayerLinear, TwoLayerTanh, flatten_uw, hessian_diagonal,
-                              neuron_generator_diag, population_loss, ratio_with_stderr, roundoff_tolerance,
-                              total_sharpness, unflatten_uw)
+from numeric.float64 import roundoff_tolerance
+from numeric.normalised_linear import NormalisedLinear
+from numeric.sharpness import flatten, hessian_diagonal, hessian_trace, two_layer_population_loss, unflatten
+from numeric.two_layer_linear import TwoLayerLinear, neuron_generator_diag, ratio_with_stderr
+from numeric.two_layer_tanh import TwoLayerTanh
 from symbolic.symmetry import (ETA, GAMMA, Undecided, balance_residual_from_loss, convexity_residual_from_loss,
                                entropic_integrand, generic_symmetric_matrix, invariant_under, is_exponential_symmetry,
                                is_identically_zero, is_lie_symmetry, master_balance_condition, orbit_point,
@@ -122,14 +125,14 @@ def test_orbit_sharpness_law_random(dx, dy, h, seed, lam):
     a = neuron_generator_diag(d, dy, dx)
 
     def L(th):
-        Um, Wm = unflatten_uw(th, dy, h, dx)
-        return population_loss(Um, Wm, V, Sx, Se)
+        Wm, Um = unflatten(th, [(h, dx), (dy, h)])
+        return two_layer_population_loss(Um, Wm, V, Sx, Se)
 
-    th = flatten_uw(U, W)
+    th = flatten([W, U])
     moved = torch.exp(lam * a) * th
     assert abs(float(L(moved) - L(th))) <= 1e-11 * float(L(th))
-    pred = float((torch.exp(-2 * lam * a) * hessian_diagonal(th, L)).sum())
-    assert abs(float(total_sharpness(moved, L)) - pred) <= 1e-11 * pred
+    pred = float((torch.exp(-2 * lam * a) * hessian_diagonal(L, th)).sum())
+    assert abs(float(hessian_trace(L, moved)) - pred) <= 1e-11 * pred
 
 
 def test_input_errors():

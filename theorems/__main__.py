@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 
 EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -22,6 +23,8 @@ EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # seed offsets (seed + k, 2 seed + 1).
 SEED_MAX = 2**32 - 1
 TABLE_WIDTH_NOT_A_TTY = 220
+REPORT_FILES = {"report.md", "report.html", "verdicts.json", "figures"}  # what a report folder holds
+SWEEP_PREFIX = "seed-"  # a seed sweep's folder holds one report folder per seed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,10 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="quick", choices=("quick", "full"),
                    help="quick: CI-sized runs; full: longer SGD runs and eta ladders (default: quick)")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+    p.add_argument("--seeds", metavar="RANGE", type=_seed_range,
+                   help="a seed sweep, e.g. 1-8 or 1,4,9: the chosen budget once per seed, a report per seed "
+                        "(OUT/seed-S) and a theorem x seed table of failures")
     p.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON instead of a table")
     p.add_argument("--list", action="store_true", help="list the implemented theorems and exit")
     return p
+
+
+def _seed_range(text: str) -> list:
+    """``"1-8"`` -> [1, ..., 8]; ``"1,4,9"`` -> [1, 4, 9]; every seed in [0, 2^32)."""
+    try:
+        seeds = []
+        for part in text.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 1-8 or 1,4,9, got {text!r}") from None
+    if not seeds or any(not 0 <= x <= SEED_MAX for x in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be a non-empty range within [0, {SEED_MAX}], got {text!r}")
+    return list(dict.fromkeys(seeds))
 
 
 def _usage_error(msg: str) -> int:
@@ -53,7 +73,14 @@ def _check_out(text: str):
     """Create the report folder and prove it writable; an error message, or None."""
     if not text.strip():
         return "--out must name a folder, got an empty path"
-    out = Path(text)
+    out = Path(text).resolve()
+    if out == Path.cwd() or out == out.parent:
+        return f"--out must name a report folder of its own, not {out}"
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in REPORT_FILES and not p.name.startswith(SWEEP_PREFIX)) if out.is_dir() else []
+    if foreign:  # the report replaces the folder whole: never delete a user's files
+        return (f"--out {out} holds files that are not part of a report ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); name an empty or report folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
@@ -97,38 +124,114 @@ def _main(argv=None) -> int:
 
     torch.set_default_dtype(torch.float64)  # verification is float64, as under pytest
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from numeric.device import resolve_device
     from core.errors import InputError
+    from numeric.device import resolve_device
 
-    from .report import verdict_table, write_report
-    from .verdict import Context, Verdict, display_name, theorem_modules
+    from .report import summary_line, verdict_table, write_report
+    from .verdict import theorem_modules
 
     console = Console(stderr=True)
     try:
         device = resolve_device(args.device)
     except InputError as exc:
         return _usage_error(str(exc))
+    broken: dict = {}
     try:
-        modules = theorem_modules()
-    except Exception as exc:  # a broken module must not hide behind a traceback wall
+        modules = theorem_modules(broken)
+    except Exception as exc:  # two modules claiming one id: nothing can be trusted
         return _usage_error(f"could not load the theorem modules: {exc}")
     if args.list:
         for tid, mod in modules.items():
             print(f"{tid:>4}  {getattr(mod, 'TITLE', mod.__name__)}")
         return 0
-    wanted = list(dict.fromkeys(args.theorem)) if args.theorem else list(modules)  # -t 3 -t 3: once
-    unknown = [t for t in wanted if t not in modules]
+    wanted = list(dict.fromkeys(args.theorem)) if args.theorem else [*modules, *broken]  # -t 3 -t 3: once
+    unknown = [t for t in wanted if t not in modules and t not in broken]
     if unknown:
         return _usage_error(f"unknown theorem {', '.join(unknown)}; implemented: {', '.join(modules)}")
     problem = _check_out(args.out)  # before any theorem runs: not a failure after an hour of SGD
     if problem:
         return _usage_error(problem)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
+    if args.seeds:
+        return _sweep(args, wanted, modules, broken, device, out, console)
 
-    verdicts: list = []
-    timings: dict = {}
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        verdicts, timings = _run_theorems(wanted, modules, broken, args, device, staging, console)
+    except BaseException:  # Ctrl-C or a crash: the previous report stays as it was
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
+            "torch": torch.__version__, "seconds": timings}
+    with _DeferSigint() as held:
+        write_report(staging, verdicts, meta)
+        _replace_folder(staging, out)  # the new report replaces the old one whole: no stale figures
+    if held.hit:  # Ctrl-C came while writing: the report is complete, stop here
+        sys.stderr.write(f"python -m theorems: interrupted; report written to {out}\n")
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
+    else:
+        # A log file or pipe (CI) is not a terminal: rich would fold the columns into 80
+        # characters; give the table room instead (a terminal keeps its own width).
+        out_console = Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_NOT_A_TTY)
+        out_console.print(verdict_table(verdicts))
+        out_console.print(f"{summary_line(verdicts)}; report in {out}/report.md and report.html", highlight=False)
+    return EXIT_FAIL if any(not v.passed for v in verdicts) else 0
+
+
+def _sweep(args, wanted, modules, broken, device, out, console) -> int:
+    """The budget once per seed; a report per seed in ``out/seed-S``; a failure table."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from .cache import clear
+    from .report import summary_line, write_report
+    from .verdict import display_name
+
+    out.mkdir(parents=True, exist_ok=True)
+    table, walls = {}, {}
+    for seed in args.seeds:
+        args.seed = seed
+        t0 = time.perf_counter()
+        staging = Path(tempfile.mkdtemp(prefix=".seed.", dir=out))
+        try:
+            verdicts, timings = _run_theorems(wanted, modules, broken, args, device, staging, console)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        meta = {"device": str(device), "budget": args.budget, "seed": seed, "torch": torch.__version__,
+                "seconds": timings}
+        write_report(staging, verdicts, meta)
+        _replace_folder(staging, out / f"seed-{seed}")
+        clear()  # runs are keyed on the seed: nothing carries over, free the memory
+        walls[seed] = time.perf_counter() - t0
+        for tid in wanted:
+            bad = [v for v in verdicts if v.theorem == tid and not v.passed]
+            table[(tid, seed)] = (f"{sum(v.status == 'FAIL' for v in bad)} FAIL, {sum(v.status == 'ERROR' for v in bad)}"
+                                  " ERROR" if bad else "ok")
+        console.print(f"seed {seed}: {summary_line(verdicts)} ({walls[seed]:.0f} s)", highlight=False)
+    t = Table(title=f"seed sweep, budget {args.budget}: failures by theorem and seed")
+    t.add_column("result")
+    for seed in args.seeds:
+        t.add_column(f"seed {seed}")
+    for tid in wanted:
+        t.add_row(display_name(tid), *(table[(tid, seed)] for seed in args.seeds))
+    t.add_row("wall time", *(f"{walls[seed]:.0f} s" for seed in args.seeds))
+    (Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_NOT_A_TTY)).print(t)
+    failed = any(v != "ok" for v in table.values())
+    return EXIT_FAIL if failed else 0
+
+
+def _run_theorems(wanted, modules, broken, args, device, staging, console):
+    """Every wanted result's verdicts (ERROR rows for a module that cannot load), and wall times."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .verdict import Context, display_name, error_verdict
+
+    verdicts, timings = [], {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True, disable=args.json) as bar:
 
@@ -138,40 +241,39 @@ def _main(argv=None) -> int:
 
         overall = bar.add_task("theorems", total=len(wanted))
         for tid in wanted:
-            mod = modules[tid]
-            bar.update(overall, description=f"{display_name(tid)}: {getattr(mod, 'TITLE', '')}")
-            ctx = Context(budget=args.budget, device=device, seed=args.seed, out=out, progress=progress)
             t0 = time.perf_counter()
-            try:
-                vs = list(mod.verify(ctx))
-            except Exception as exc:  # report, do not abort the other theorems
-                vs = [Verdict(theorem=tid, claim="verify() raised", passed=False,
-                              details={"error": f"{type(exc).__name__}: {exc}",
-                                       "traceback": traceback.format_exc(limit=4)})]
+            if tid in broken:
+                vs = [error_verdict(tid, "import", f"{display_name(tid)}: the module loads", broken[tid])]
+            else:
+                mod = modules[tid]
+                bar.update(overall, description=f"{display_name(tid)}: {getattr(mod, 'TITLE', '')}")
+                ctx = Context(budget=args.budget, device=device, seed=args.seed, out=staging, progress=progress)
+                try:  # each registered check's exception is already its own ERROR row
+                    vs = list(mod.verify(ctx))
+                except Exception as exc:  # a verify() outside the registry: one ERROR row, the others still run
+                    vs = [error_verdict(tid, "verify", f"{display_name(tid)}: verify() completes", exc)]
             timings[tid] = time.perf_counter() - t0
             verdicts.extend(vs)
             bar.advance(overall)
+            for v in vs:
+                if v.error:  # the cause on screen, not only in the report
+                    console.print(f"{display_name(tid)}: ERROR in {v.check}: {v.error}", highlight=False, markup=False)
             if not console.is_terminal and not args.json:  # a log (CI): one line per theorem instead of a bar
                 n_ok = sum(v.passed for v in vs)
-                console.print(f"{display_name(tid)}: {n_ok}/{len(vs)} verdicts passed ({timings[tid]:.0f} s)", highlight=False)
+                console.print(f"{display_name(tid)}: {n_ok}/{len(vs)} verdicts passed ({timings[tid]:.0f} s)",
+                              highlight=False)
+    return verdicts, timings
 
-    meta = {"device": str(device), "budget": args.budget, "seed": args.seed,
-            "torch": torch.__version__, "seconds": timings}
-    with _DeferSigint() as held:
-        write_report(out, verdicts, meta)
-    if held.hit:  # Ctrl-C came while writing: the report is complete, stop here
-        sys.stderr.write(f"python -m theorems: interrupted; report written to {out}\n")
-        return EXIT_INTERRUPTED
-    if args.json:
-        print(json.dumps({"meta": meta, "verdicts": [v.to_json() for v in verdicts]}, indent=2))
+
+def _replace_folder(new: Path, old: Path) -> None:
+    """Move the finished report folder ``new`` to ``old``'s place (the old one is removed)."""
+    if old.exists():
+        trash = old.with_name(f".{old.name}.old-{os.getpid()}")
+        old.rename(trash)
+        new.rename(old)
+        shutil.rmtree(trash, ignore_errors=True)
     else:
-        # A log file or pipe (CI) is not a terminal: rich would fold nine columns into 80
-        # characters; give the table room instead (a terminal keeps its own width).
-        out_console = Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH_NOT_A_TTY)
-        out_console.print(verdict_table(verdicts))
-        n_fail = sum(not v.passed for v in verdicts)
-        out_console.print(f"{len(verdicts) - n_fail}/{len(verdicts)} verdicts passed; report in {out}/report.md")
-    return EXIT_FAIL if any(not v.passed for v in verdicts) else 0
+        new.rename(old)
 
 
 if __name__ == "__main__":

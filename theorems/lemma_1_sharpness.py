@@ -15,7 +15,7 @@ Two-layer linear net, SymPy: $T(U, W) = 2d_y\operatorname{Tr}(W\Sigma_xW^\top) +
 so $T(cW, U/c) = 2d_y c^2\operatorname{Tr}(W\Sigma_xW^\top) + 2\operatorname{Tr}(\Sigma_x)\|U\|_F^2/c^2$ and
 $L(cW, U/c) = L(W, U)$.
 
-Numeric witness (``numeric.symmetry``, torch.func.hessian in float64) on a ladder
+Numeric witness (``numeric.sharpness``, torch.func.hessian in float64) on a ladder
 $c = 2^{-6}\dots2^{6}$: $L$ constant and $T$ equal to the formula up to round-off
 (tolerance $64\,n\,u$ relative, $n$ the number of parameters, $u = 2^{-53}$: each Hessian
 entry is a sum of $O(n)$ rounded products), the log-log slope of $T(c)$ tends to $+2$ and
@@ -32,13 +32,18 @@ import sympy as sp
 import torch
 
 from numeric.figures import saved_figure
-from numeric.symmetry import (EPS64, flatten_uw, hessian_diagonal, neuron_generator_diag, population_loss,
-                              total_sharpness, two_layer_sharpness_formula, unflatten_uw)
+from numeric.sharpness import (flatten, hessian_diagonal, hessian_trace, two_layer_population_loss,
+                               two_layer_sharpness_formula, unflatten)
+from numeric.two_layer_linear import neuron_generator_diag
 from symbolic.symmetry import LAM, is_identically_zero, sharpness_along_orbit
-from theorems.verdict import Context, Verdict
+from theorems.checks import check, pytest_cases, verifier
+from theorems.settings.symmetry import two_layer_population_problem
+from theorems.tolerances import EPS64
+from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "L1"
 TITLE = "Sharpness lemma: flat orbit, unbounded sharpness"
+EXACT = "SymPy, exact"
 
 
 # ------------------------------------------------------------------------------- symbolic
@@ -58,7 +63,9 @@ def two_layer_symbolic(dx: int = 2, h: int = 2, dy: int = 2):
     return L, T, formula, W, U
 
 
+@check(THEOREM)
 def check_sharpness_formula_symbolic(ctx: Context) -> Verdict:
+    """Two-layer linear net: L is constant on the orbit (cW, U/c) and T = alpha c^2 + beta c^-2 (SymPy)."""
     L, T, formula, W, U = two_layer_symbolic()
     c = sp.Symbol("c", positive=True)
     sub = {**{w: c * w for w in W}, **{u: u / c for u in U}}
@@ -71,62 +78,62 @@ def check_sharpness_formula_symbolic(ctx: Context) -> Verdict:
     # Unbounded: alpha > 0 unless W Sx W^T = 0, beta > 0 unless U = 0 (Sx SPD).
     return Verdict(THEOREM, "two-layer linear: L(cW, U/c) = L; T(cW, U/c) = alpha c^2 + beta c^-2",
                    symbolic="T = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|^2 (derived by SymPy)",
-                   residual="0" if ok_T and ok_L and ok_form else "non-zero", passed=ok_T and ok_L and ok_form,
-                   paper_holds=ok_T and ok_L and ok_form,
+                   residual="0" if ok_T and ok_L and ok_form else "non-zero", paper="supports",
+                   criteria=[Criterion.holds("Tr hess L - (2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|^2) simplifies to 0", ok_T,
+                                             EXACT),
+                             Criterion.holds("L(cW, U/c) - L(W, U) simplifies to 0", ok_L, EXACT),
+                             Criterion.holds("T(cW, U/c) - alpha c^2 - beta c^-2 simplifies to 0", ok_form, EXACT)],
                    details={"dims dx,h,dy": (2, 2, 2), "alpha = 2 d_y Tr(W Sx W^T)": str(sp.factor(alpha))[:80]})
 
 
+@check(THEOREM)
 def check_orbit_law_symbolic(ctx: Context) -> Verdict:
     """H(e^{lam A} theta) = e^{-lam A} H e^{-lam A} on the rescaling loss, and the orbit
     formula's limits."""
     u, w, x, y = sp.symbols("u w x y", real=True)
     l = (u * w * x - y) ** 2
     Hs = sp.hessian(l, [u, w])
-    E = sp.diag(sp.exp(LAM), sp.exp(-LAM))  # e^{lam A}, A = diag(1, -1)
-    Einv = sp.diag(sp.exp(-LAM), sp.exp(LAM))
+    Einv = sp.diag(sp.exp(-LAM), sp.exp(LAM))  # e^{-lam A}, A = diag(1, -1)
     moved = Hs.subs({u: sp.exp(LAM) * u, w: sp.exp(-LAM) * w}, simultaneous=True)
     ok = all(is_identically_zero(e) for e in (moved - Einv * Hs * Einv))
     T, (a, h) = sharpness_along_orbit(2)
     Tsub = T.subs({a[0]: 1, a[1]: -1})
     lim_plus = sp.limit(Tsub.subs(h[1], 1), LAM, sp.oo)  # h_1 > 0 on a_1 = -1
     lim_minus = sp.limit(Tsub.subs(h[0], 1), LAM, -sp.oo)  # h_0 > 0 on a_0 = +1
-    unbounded = lim_plus == sp.oo and lim_minus == sp.oo
     return Verdict(THEOREM, "Hessian transforms as e^{-lam A} H e^{-lam A}; Tr H = sum e^{-2 lam a_i} H_ii -> oo",
-                   symbolic=f"T(lam) = {T}", residual="0" if ok else "non-zero", passed=ok and unbounded,
-                   paper_holds=ok and unbounded, details={"lim lam->+oo": str(lim_plus), "lim lam->-oo": str(lim_minus)})
+                   symbolic=f"T(lam) = {T}", residual="0" if ok else "non-zero", paper="supports",
+                   criteria=[Criterion.holds("H(e^{lam A} theta) - e^{-lam A} H e^{-lam A} simplifies to 0", ok, EXACT),
+                             Criterion.holds("T(lam) -> oo as lam -> +oo (H_ii > 0 on a_i = -1)", lim_plus == sp.oo,
+                                             EXACT),
+                             Criterion.holds("T(lam) -> oo as lam -> -oo (H_ii > 0 on a_i = +1)", lim_minus == sp.oo,
+                                             EXACT)],
+                   details={"lim lam->+oo": str(lim_plus), "lim lam->-oo": str(lim_minus)})
 
 
 # -------------------------------------------------------------------------------- numeric
-def _problem(seed: int, dx: int = 3, h: int = 3, dy: int = 2):
-    g = torch.Generator().manual_seed(seed + 17)
-    f64 = dict(generator=g, dtype=torch.float64)
-    B = torch.randn(dx, dx, **f64)
-    Sx = B @ B.T / dx + 0.3 * torch.eye(dx, dtype=torch.float64)
-    Se = 0.25 * torch.eye(dy, dtype=torch.float64)
-    V = torch.randn(dy, dx, **f64)
-    W = torch.randn(h, dx, **f64) / math.sqrt(dx)
-    U = torch.randn(dy, h, **f64) / math.sqrt(h)
-    return U, W, V, Sx, Se
-
-
-def check_orbit_numeric(ctx: Context, ks=None) -> Verdict:
-    ks = list(range(-6, 7)) if ks is None else ks
-    U, W, V, Sx, Se = _problem(ctx.seed)
-    dy, h = U.shape
-    dx = W.shape[1]
+def _population_loss(V, Sx, Se, shapes):
+    """L as a function of the flat ``[W, U]`` vector (the order of ``neuron_generator_diag``)."""
 
     def L(th):
-        Um, Wm = unflatten_uw(th, dy, h, dx)
-        return population_loss(Um, Wm, V, Sx, Se)
+        Wm, Um = unflatten(th, shapes)
+        return two_layer_population_loss(Um, Wm, V, Sx, Se)
 
-    n = h * (dx + dy)
+    return L
+
+
+@check(THEOREM)
+def check_orbit_numeric(ctx: Context, ks=tuple(range(-6, 7))) -> Verdict:
+    """torch.func on the orbit (cW, U/c): L constant, T equal to the formula, log-log slopes of T -> +2 / -2."""
+    U, W, V, Sx, Se = two_layer_population_problem(ctx.seed)
+    L = _population_loss(V, Sx, Se, [tuple(W.shape), tuple(U.shape)])
+    n = U.numel() + W.numel()
     rel_tol = 64 * n * EPS64 / 2  # Hessian entries: O(n)-term sums of rounded products
-    L0 = float(L(flatten_uw(U, W)))
+    L0 = float(L(flatten([W, U])))
     cs = [2.0**k for k in ks]
     T_num, T_form, L_err = [], [], []
     for c in cs:
-        th = flatten_uw(U / c, c * W)
-        T_num.append(float(total_sharpness(th, L)))
+        th = flatten([c * W, U / c])
+        T_num.append(float(hessian_trace(L, th)))
         T_form.append(float(two_layer_sharpness_formula(U / c, c * W, Sx)))
         L_err.append(abs(float(L(th)) - L0) / L0)
     T_num, T_form = np.array(T_num), np.array(T_form)
@@ -137,8 +144,6 @@ def check_orbit_numeric(ctx: Context, ks=None) -> Verdict:
     # predicted end slopes from the exact formula alpha c^2 + beta c^-2
     sl_hi_pred = (math.log(T_form[-1]) - math.log(T_form[-2])) / (logc[-1] - logc[-2])
     sl_lo_pred = (math.log(T_form[1]) - math.log(T_form[0])) / (logc[1] - logc[0])
-    ok = bool(max(L_err) <= rel_tol * 16 and T_rel.max() <= rel_tol and abs(slope_hi - sl_hi_pred) < 1e-6
-          and abs(slope_lo - sl_lo_pred) < 1e-6 and slope_hi > 1.99 and slope_lo < -1.99)
     figs = []
     path = ctx.figure_path("lemma_1_sharpness_orbit.png")
     if path is not None:
@@ -149,62 +154,46 @@ def check_orbit_numeric(ctx: Context, ks=None) -> Verdict:
             ax.set_ylabel("total sharpness T")
             ax.legend(fontsize=8)
         figs.append(path)
+    ends = "the exact formula's end slope, to 1e-6"
     return Verdict(THEOREM, "torch.func: L constant, T(cW, U/c) = formula, log-log slopes -> +2 / -2", figures=figs,
                    predicted=0.0, measured=float(T_rel.max()), tolerance=rel_tol,
-                   tolerance_source="float64: 64 n u relative (n-term sums of rounded products)", passed=ok,
-                   paper_holds=ok,
+                   tolerance_source="float64: 64 n u relative (n-term sums of rounded products)", paper="supports",
+                   criteria=[Criterion.at_most("max relative |L(c) - L(1)|", max(L_err), rel_tol * 16,
+                                               "float64: 16 x 64 n u relative"),
+                             Criterion.at_most("|slope at c -> oo - formula's|", abs(slope_hi - sl_hi_pred), 1e-6, ends),
+                             Criterion.at_most("|slope at c -> 0 - formula's|", abs(slope_lo - sl_lo_pred), 1e-6, ends),
+                             Criterion.above("log-log slope of T at c -> oo (tends to +2)", slope_hi, 1.99,
+                                             "Lemma 1: T ~ alpha c^2"),
+                             Criterion.above("minus the log-log slope of T at c -> 0 (tends to +2)", -slope_lo, 1.99,
+                                             "Lemma 1: T ~ beta c^-2")],
                    details={"c": cs, "T": T_num, "max rel |L(c) - L(1)|": max(L_err), "slope at c -> oo": slope_hi,
                             "slope at c -> 0": slope_lo, "T(2^6)/T(1)": T_num[-1] / T_num[len(cs) // 2]})
 
 
+@check(THEOREM)
 def check_generator_law_numeric(ctx: Context, lams=(-2.0, -1.0, 0.5, 1.5, 3.0)) -> Verdict:
-    U, W, V, Sx, Se = _problem(ctx.seed + 1)
+    """For a random neuron-rescaling generator T(e^{lam A} theta) = sum_i e^{-2 lam a_i} H_ii(theta) (torch.func)."""
+    U, W, V, Sx, Se = two_layer_population_problem(ctx.seed + 1)
     dy, h = U.shape
     dx = W.shape[1]
     g = torch.Generator().manual_seed(ctx.seed + 3)
     d = torch.rand(h, generator=g, dtype=torch.float64) * 2 - 1
     a = neuron_generator_diag(d, dy, dx)
-
-    def L(th):
-        Um, Wm = unflatten_uw(th, dy, h, dx)
-        return population_loss(Um, Wm, V, Sx, Se)
-
-    th0 = flatten_uw(U, W)
-    H0 = hessian_diagonal(th0, L)
+    L = _population_loss(V, Sx, Se, [tuple(W.shape), tuple(U.shape)])
+    th0 = flatten([W, U])
+    H0 = hessian_diagonal(L, th0)
     n = th0.numel()
     rel = []
     for lam in lams:
-        T = float(total_sharpness(torch.exp(lam * a) * th0, L))
+        T = float(hessian_trace(L, torch.exp(lam * a) * th0))
         pred = float((torch.exp(-2 * lam * a) * H0).sum())
         rel.append(abs(T - pred) / pred)
     tol = 64 * n * EPS64 / 2 * math.exp(2 * max(abs(x) for x in lams) * float(d.abs().max()))
     return Verdict(THEOREM, "random neuron generator: T(e^{lam A} theta) = sum_i e^{-2 lam a_i} H_ii(theta)",
                    predicted=0.0, measured=max(rel), tolerance=tol,
                    tolerance_source="float64 64 n u, times the largest e^{2|lam a|} (terms of both sizes summed)",
-                   paper_holds=True, details={"lambdas": lams, "d": d, "relative errors": rel})
+                   paper="supports", details={"lambdas": lams, "d": d, "relative errors": rel})
 
 
-def verify(ctx: Context) -> list[Verdict]:
-    return [check_sharpness_formula_symbolic(ctx), check_orbit_law_symbolic(ctx), check_orbit_numeric(ctx),
-            check_generator_law_numeric(ctx)]
-
-
-# ---------------------------------------------------------------------------------- tests
-def test_sharpness_formula_symbolic(ctx):
-    v = check_sharpness_formula_symbolic(ctx)
-    assert v.passed, v.explain()
-
-
-def test_orbit_law_symbolic(ctx):
-    v = check_orbit_law_symbolic(ctx)
-    assert v.passed, v.explain()
-
-
-def test_orbit_numeric(ctx):
-    v = check_orbit_numeric(ctx)
-    assert v.passed, v.explain()
-
-
-def test_generator_law_numeric(ctx):
-    v = check_generator_law_numeric(ctx)
-    assert v.passed, v.explain()
+verify = verifier(THEOREM)
+test_checks = pytest_cases(THEOREM)

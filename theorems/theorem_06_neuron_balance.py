@@ -10,9 +10,9 @@ follow, with $g^TAg = |g_{w_j}|^2 - |g_{u_j}|^2$. For SGD at stationarity the la
 (minibatch gradients; with weight decay the coefficient is $4\gamma(1-\eta\gamma)/\eta$, the
 paper's $\phi$ gives $4\gamma(1+\eta\gamma)/\eta$ - see Theorem 5).
 
-Numeric witness: the same stationary 4-layer ReLU runs as Theorem 5 (shared cache); every
-neuron of every hidden layer is checked; CI: Student-t across 64 runs, p = 1e-6,
-Bonferroni over all neurons.
+Numeric witness: the same stationary 4-layer ReLU runs as Theorem 5 (shared through
+theorems/settings/balance.py); every neuron of every hidden layer is checked; CI: Student-t
+across 64 runs, p = 1e-6, Bonferroni over all neurons.
 """
 
 from __future__ import annotations
@@ -20,34 +20,55 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numeric.balance import mlp_stationary, neuron_laws, per_step_identity_error
+from numeric.balance import neuron_laws, neuron_quad, per_step_identity_error
 from numeric.deep_nets import MLPEnsemble
 from symbolic.layer_symmetries import derivation_summary
-from theorems.verdict import Context, Verdict
+from theorems.checks import check, pytest_cases, verifier
+from theorems.settings.balance import RELU_DIMS, RELU_ETAS, relu_balance_run
+from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "6"
 TITLE = "Neuron balance"
 
-from theorems.theorem_05_layer_balance import RELU_DIMS, start_config  # noqa: E402  (the Theorem 5 run, shared)
 ROUNDOFF_TOL = 1e-10  # float64: a few hundred ops per identity, 1e-10 is a >1e4 ulp margin
 
 
+@check(THEOREM)
 def check_symbolic(ctx: Context) -> Verdict:
+    """The neuron generator is a symmetry; the stationarity laws follow (SymPy, exact)."""
     s = derivation_summary()
     laws = [v for k, v in s.items() if k.startswith("neuron[")]
     res = [r for v in laws for r in (v.invariance_residual, v.phi_residual, v.sgd_residual)]
     return Verdict(THEOREM, "neuron generator is a symmetry; stationarity laws (exact)",
                    symbolic=f"phi: G = {laws[0].phi_coefficient} Q; SGD: E G = {laws[0].sgd_coefficient} E Q",
-                   residual=str(sum(abs(r) for r in res)), passed=all(r == 0 for r in res), paper_holds=True)
+                   residual=str(sum(abs(r) for r in res)), paper="supports",
+                   criteria=[Criterion.holds("every invariance, phi and SGD residual simplifies to 0",
+                                             all(r == 0 for r in res), "SymPy, exact")])
 
 
-def check_neuron_balance(ctx: Context, eta: float = 0.05, dims=RELU_DIMS, activation="relu", seed=None,
-                         n_runs: int = 64) -> Verdict:
+@check(THEOREM, slow=True)
+def check_neuron_per_step_identity(ctx: Context, dims=RELU_DIMS, activation="relu", seed=None, gam=0.2,
+                                   eta=0.01) -> Verdict:
+    """One torch SGD step changes every neuron's |w_j|^2 - |u_j|^2 by exactly eta^2 G - 4 eta gam(1 - eta gam) Q."""
     seed = ctx.seed if seed is None else seed
-    _, res, first = mlp_stationary(tuple(dims), activation, eta, 0.0, seed=seed, n_runs=n_runs,
-                                   **start_config(ctx, eta),
-                                   device=str(ctx.device), max_steps=ctx.pick(20_000, 200_000),
-                                   average_blocks=ctx.pick(10, 40))
+    net = MLPEnsemble(list(dims), activation=activation, n_runs=4, eta=eta, weight_decay=gam, seed=seed,
+                      device=ctx.device)
+    worst = max(per_step_identity_error(net, quad=neuron_quad(layer, j), n_steps=5)
+                for layer in range(1, len(dims) - 1) for j in range(dims[layer]))
+    return Verdict(THEOREM, f"per-neuron step identity dQ = eta^2 G - 4 eta gam(1-eta gam) Q, {activation} {list(dims)}",
+                   symbolic="exact algebra + theta^T A g_B = 0", predicted=0.0, measured=worst,
+                   tolerance=ROUNDOFF_TOL, tolerance_source="float64 round-off (1e4 ulp margin)")
+
+
+@check(THEOREM)
+def check_neuron_balance(ctx: Context, dims=RELU_DIMS, activation="relu", n_runs: int = 64) -> list[Verdict]:
+    """gam = 0: E|g_w|^2 = E|g_u|^2 for every hidden neuron at stationarity, at each eta of the ladder."""
+    return [_neuron_balance(ctx, eta, dims, activation, n_runs)
+            for eta in ctx.pick(RELU_ETAS["quick"], RELU_ETAS["full"])]
+
+
+def _neuron_balance(ctx: Context, eta: float, dims, activation, n_runs: int) -> Verdict:
+    _, res, first = relu_balance_run(ctx, eta, dims, activation, n_runs)
     hidden = len(dims) - 2
     n_neurons = sum(dims[1:-1])
     checks, start = [], []
@@ -57,49 +78,24 @@ def check_neuron_balance(ctx: Context, eta: float = 0.05, dims=RELU_DIMS, activa
         start += neuron_laws(first, layer, eta, 0.0)
     dead = [c.scale == 0 for c in checks]  # a dead ReLU unit: both sides 0 exactly
     live = [c for c, d in zip(checks, dead) if not d]
-    ok = all(c.consistent for c in checks) and res.converged
+    source = f"Student-t CI, {n_runs} runs, p=1e-6 Bonferroni x{n_neurons}"
     return Verdict(THEOREM, f"gam=0 neuron balance, all {n_neurons} hidden neurons, {activation} {list(dims)}, eta={eta:g}",
                    symbolic="E|g_w|^2 = E|g_u|^2 per neuron",
                    predicted=0.0, measured=max(c.relative_gap for c in live),
-                   tolerance=max(c.relative_halfwidth for c in live),
-                   tolerance_source=f"Student-t CI, {n_runs} runs, p=1e-6 Bonferroni x{n_neurons}",
-                   passed=ok, paper_holds=all(c.consistent for c in checks),
+                   tolerance=max(c.relative_halfwidth for c in live), tolerance_source=source, paper="supports",
+                   criteria=[Criterion.holds("every neuron's paired residual is inside its CI",
+                                             all(c.consistent for c in checks), source),
+                             Criterion.holds("the drift test declared the runs stationary", res.converged,
+                                             "numeric.stationary drift test")],
                    details={"eta": eta, "dead_units": sum(dead),
+                            "neurons_outside_ci": sum(not c.consistent for c in checks),
                             "relative_gap": [c.relative_gap for c in live],
                             "relative_ci": [c.relative_halfwidth for c in live],
                             "relative_gap_first_block_max": max(s.relative_gap for s in start if s.scale > 0)})
 
 
-def verify(ctx: Context) -> list[Verdict]:
-    out = [check_symbolic(ctx), check_neuron_per_step_identity(ctx, RELU_DIMS, "relu", ctx.seed)]
-    for eta in ctx.pick((0.05,), (0.05, 0.035, 0.025)):
-        out.append(check_neuron_balance(ctx, eta))
-    return out
-
-
-def test_symbolic(ctx):
-    v = check_symbolic(ctx)
-    assert v.passed, v.explain()
-
-
-def test_neuron_balance(ctx):
-    v = check_neuron_balance(ctx)
-    assert v.passed, v.explain()
-
-
-def neuron_quad(layer: int, unit: int):
-    """``v^T A v`` for the neuron generator: +|row unit of layer-1|^2 - |column unit of layer|^2."""
-    return lambda ts: ts[layer - 1][:, unit, :].pow(2).sum(-1) - ts[layer][:, :, unit].pow(2).sum(-1)
-
-
-def check_neuron_per_step_identity(ctx: Context, dims, activation, seed, gam=0.2, eta=0.01) -> Verdict:
-    net = MLPEnsemble(list(dims), activation=activation, n_runs=4, eta=eta, weight_decay=gam, seed=seed,
-                      device=ctx.device)
-    worst = max(per_step_identity_error(net, quad=neuron_quad(layer, j), n_steps=5)
-                for layer in range(1, len(dims) - 1) for j in range(dims[layer]))
-    return Verdict(THEOREM, f"per-neuron step identity dQ = eta^2 G - 4 eta gam(1-eta gam) Q, {activation} {list(dims)}",
-                   symbolic="exact algebra + theta^T A g_B = 0", predicted=0.0, measured=worst,
-                   tolerance=ROUNDOFF_TOL, tolerance_source="float64 round-off (1e4 ulp margin)")
+verify = verifier(THEOREM)
+test_checks = pytest_cases(THEOREM)
 
 
 @given(depth=st.integers(2, 4), width=st.integers(1, 5), d_in=st.integers(1, 4),

@@ -16,7 +16,7 @@ Suite finding (ERRATA.md): $T^* = T_{\min}$ iff $P^\top\Sigma_\epsilon^{-1}P = (
 on the label noise only (for full-row-rank V: $\Sigma_\epsilon \propto I$); the input covariance
 plays no role, so "unless the data distribution is fully isotropic" is imprecise.
 
-Derivation: ``symbolic.two_layer``. Witness: the SGD ladder of Theorem 12 (sharpness of
+Derivation: ``symbolic.two_layer``. Witness: the SGD ladder shared with Theorem 12 (sharpness of
 each run from its weights, with torch.func's exact Hessian trace cross-checking the
 identity on the final weights), and the data-balance sweep (paper Fig. 5-6).
 Tolerances: as Theorem 12 (z = 6 CLT + estimated O(eta^2) remainder); float64 identities
@@ -27,46 +27,56 @@ its own CLT standard error.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 
 from numeric.figures import saved_figure
-from numeric.sharpness import (hutchinson_trace, two_layer_population_loss, two_layer_sharpness_exact,
-                               two_layer_sharpness_formula, unflatten)
-from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder, showcase_problem
+from numeric.sharpness import (flatten, hutchinson_trace, two_layer_flat_loss, two_layer_sharpness_exact,
+                               two_layer_sharpness_formula)
+from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder
 from symbolic.two_layer import (derive_total_sharpness, diagonal_case, entropic_optimum, label_noise_example,
                                 noise_equals_input_example, random_feasible_point, total_sharpness)
-from theorems.two_layer_checks import Z, invariant_verdicts, showcase_ladder
-from theorems.verdict import Context, Verdict
+from theorems.checks import check, full_case, pytest_cases, verifier
+from theorems.settings.two_layer import (DATA_BALANCE_RHOS, data_balance_problem, data_balance_settings,
+                                         showcase_ladder, showcase_problem)
+from theorems.two_layer_checks import Z, invariant_verdict
+from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "10"
 TITLE = "Sharpness of the entropic optimum (two-layer linear net)"
+EXACT = "SymPy, exact"
+FLOAT64 = "float64 round-off (~1e-16 x few hundred flops)"
 
 
 # ------------------------------------------------------------------------------- symbolic
+@check(THEOREM)
 def check_sharpness_identity(ctx: Context, dims=((2, 2, 2), (2, 3, 1))) -> Verdict:
     """SymPy: Tr hess L = 2 d_y Tr(W Sx W^T) + 2 b |U|^2 at a generic point."""
     res = {f"{dx}x{h}x{dy}": str(derive_total_sharpness(dx, h, dy)[1]) for dx, h, dy in dims}
     ok = all(r == "0" for r in res.values())
     return Verdict(THEOREM, "Tr hess L = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|_F^2 (everywhere)",
                    symbolic="L = E l and its Hessian trace derived by SymPy", residual="0" if ok else str(res),
-                   passed=ok, paper_holds=ok, details={"residual by dx x h x dy": res})
+                   paper="supports", criteria=[Criterion.holds("every residual simplifies to 0", ok, EXACT)],
+                   details={"residual by dx x h x dy": res})
 
 
+@check(THEOREM)
 def check_closed_forms_diagonal(ctx: Context, n: int = 2) -> Verdict:
     """Eq. 16 (T*) at the exact diagonal optimum; Eq. 17 (T_min) as twice the Se = I entropy minimum."""
     dc = diagonal_case(n)
     keys = ("T* formula", "T_min = 2 F_min(Se = I)")
     bad = {k: str(dc.residuals[k]) for k in keys if dc.residuals[k] != 0}
     return Verdict(THEOREM, f"Eqs. 16-17 (T*, T_min) exact for symbolic diagonal {n}x{n} data",
-                   symbolic=f"T* = {dc.sharpness}", residual="0" if not bad else str(bad), passed=not bad,
-                   paper_holds=not bad, details={"T_min": str(dc.min_sharpness)})
+                   symbolic=f"T* = {dc.sharpness}", residual="0" if not bad else str(bad), paper="supports",
+                   criteria=[Criterion.holds("the T* and T_min residuals simplify to 0", not bad, EXACT)],
+                   details={"T_min": str(dc.min_sharpness)})
 
 
-def check_min_sharpness_concrete(ctx: Context, problem: TwoLayerProblem, n_points: int = 200) -> Verdict:
+@check(THEOREM)
+def check_min_sharpness_concrete(ctx: Context, problem: TwoLayerProblem | None = None, n_points: int = 200) -> Verdict:
     """T_min is attained (at the Se = I entropic optimum) and no random global minimum is flatter;
     T* >= T_min for the problem's own optimum."""
+    problem = showcase_problem(ctx.seed) if problem is None else problem
     opt = problem.closed_form()
     flat = entropic_optimum(problem.V, problem.Sx, np.eye(problem.V.shape[0]), width=problem.width)
     attained = total_sharpness(flat.U, flat.W, problem.Sx)
@@ -74,39 +84,55 @@ def check_min_sharpness_concrete(ctx: Context, problem: TwoLayerProblem, n_point
     worst = min(total_sharpness(*random_feasible_point(flat, rng, 0.05 + 0.5 * k / n_points), problem.Sx)
                 for k in range(n_points)) - opt.min_sharpness
     at_opt = total_sharpness(opt.U, opt.W, problem.Sx)
-    ok = (abs(attained - opt.min_sharpness) < 1e-12 * opt.min_sharpness and worst > -1e-12 * opt.min_sharpness
-          and abs(at_opt - opt.sharpness) < 1e-12 * opt.sharpness and opt.sharpness >= opt.min_sharpness * (1 - 1e-12))
+    T, T_min = opt.sharpness, opt.min_sharpness
     return Verdict(THEOREM, "T_min = 4 sqrt(d_y b) |V Sx^{1/2}|_* is the least sharpness on UW = V; T* >= T_min",
-                   symbolic="T/2 = entropy/4 with Se -> I: same minimisation", residual=f"{abs(attained - opt.min_sharpness):.1e}",
-                   passed=ok, paper_holds=ok,
-                   details={"T*": opt.sharpness, "T_min": opt.min_sharpness, "T at Se=I optimum": attained,
+                   symbolic="T/2 = entropy/4 with Se -> I: same minimisation", residual=f"{abs(attained - T_min):.1e}",
+                   paper="supports",
+                   criteria=[Criterion.at_most("|T at the Se = I optimum - T_min| / T_min", abs(attained - T_min) / T_min,
+                                               1e-12, FLOAT64),
+                             Criterion.above(f"min (T - T_min) / T_min over {n_points} random global minima",
+                                             worst / T_min, -1e-12, FLOAT64),
+                             Criterion.at_most("|T at the entropic optimum - T*| / T*", abs(at_opt - T) / T, 1e-12, FLOAT64),
+                             Criterion.at_least("T* / T_min", T / T_min, 1 - 1e-12, FLOAT64)],
+                   details={"T*": T, "T_min": T_min, "T at Se=I optimum": attained,
                             "min (T - T_min) over random global minima": worst, "T at entropic optimum": at_opt})
 
 
+@check(THEOREM)
 def check_label_noise_example(ctx: Context) -> Verdict:
     """Eq. 18: Se = diag(1, delta): T* -> oo like 2 sqrt(2)/sqrt(delta); T_min = 16 for every delta."""
     T, T_min, lim, lead = label_noise_example()
     d = sp.Symbol("delta", positive=True)
-    ok = lim == sp.oo and T_min == 16 and sp.simplify(lead - 2 * sp.sqrt(2) / sp.sqrt(d)) == 0
     return Verdict(THEOREM, "Eq. 18: label-noise imbalance makes T* unbounded; T_min does not move",
                    symbolic=f"T*(delta) = {T}; T_min = {T_min}", residual=f"lim T* = {lim}, leading {lead}",
-                   passed=ok, paper_holds=ok, details={"T*(1/100)": float(T.subs(d, sp.Rational(1, 100)))})
+                   paper="supports",
+                   criteria=[Criterion.holds("T* -> oo as delta -> 0", lim == sp.oo, EXACT),
+                             Criterion.holds("T_min = 16 for every delta", T_min == 16, EXACT),
+                             Criterion.holds("leading term of T* is 2 sqrt(2) / sqrt(delta)",
+                                             sp.simplify(lead - 2 * sp.sqrt(2) / sp.sqrt(d)) == 0, EXACT)],
+                   details={"T*(1/100)": float(T.subs(d, sp.Rational(1, 100)))})
 
 
-def check_noise_equals_input_example(ctx: Context, d: int = 2) -> Verdict:
-    """Eq. 19: Se = Sx, V = I: T* = 4 d Tr Sx >= T_min, equality iff Sx isotropic (Cauchy-Schwarz)."""
+@check(THEOREM, cases=[dict(d=2), full_case(d=3)])
+def check_noise_equals_input_example(ctx: Context, d: int) -> list:
+    """Eq. 19: Se = Sx, V = I: T* = 4 d Tr Sx >= T_min, equal iff Sx isotropic (Cauchy-Schwarz)."""
     T, T_min, lam, ratio = noise_equals_input_example(d)
     tr = sum(lam)
     # T*^2 - T_min^2 = 16 d Tr Sx (d Tr Sx - (sum sqrt lam)^2) and d sum lam - (sum sqrt lam)^2 is a sum of squares:
     sos = sp.Rational(1, 2) * sum((sp.sqrt(lam[i]) - sp.sqrt(lam[j])) ** 2 for i in range(d) for j in range(d))
     r1 = sp.simplify(T - 4 * d * tr)
     r2 = sp.simplify(sp.expand(T**2 - T_min**2 - 16 * d * tr * sos))
-    ok = r1 == 0 and r2 == 0 and sp.simplify(ratio - sp.sqrt(d)) == 0
-    return Verdict(THEOREM, f"Eq. 19 (d={d}): Se = Sx gives T* = 4d Tr Sx >= T_min, equal iff Sx isotropic",
-                   symbolic="T*^2 - T_min^2 = 8 d Tr Sx sum_ij (sqrt lam_i - sqrt lam_j)^2", residual=f"{r1}, {r2}",
-                   passed=ok, paper_holds=ok, details={"T*/T_min for Sx = diag(1, eps..), eps->0": str(ratio)})
+    return [Verdict(THEOREM, f"Eq. 19 (d={d}): Se = Sx gives T* = 4d Tr Sx >= T_min, equal iff Sx isotropic",
+                    symbolic="T*^2 - T_min^2 = 8 d Tr Sx sum_ij (sqrt lam_i - sqrt lam_j)^2", residual=f"{r1}, {r2}",
+                    paper="supports",
+                    criteria=[Criterion.holds("T* - 4 d Tr Sx simplifies to 0", r1 == 0, EXACT),
+                              Criterion.holds("T*^2 - T_min^2 - (sum of squares) simplifies to 0", r2 == 0, EXACT),
+                              Criterion.holds("T*/T_min -> sqrt(d) for Sx = diag(1, eps..), eps -> 0",
+                                              sp.simplify(ratio - sp.sqrt(d)) == 0, EXACT)],
+                    details={"T*/T_min for Sx = diag(1, eps..), eps->0": str(ratio)})]
 
 
+@check(THEOREM)
 def check_equality_condition(ctx: Context, n_draws: int = 20) -> Verdict:
     """T* = T_min iff P^T Se^{-1} P = (d_y / Tr Se) I: label-noise isotropy, whatever Sx is.
 
@@ -125,16 +151,24 @@ def check_equality_condition(ctx: Context, n_draws: int = 20) -> Verdict:
     iso = [r for k, r in enumerate(rows) if k % 2 == 0]
     aniso = [r for k, r in enumerate(rows) if k % 2 == 1]
     # float64 inputs, 40-digit arithmetic: an exact equality shows as < 1e-12 relative.
-    ok = all(abs(r[2]) < 1e-12 and r[1] < 1e-12 for r in iso) and all(r[2] > 1e-12 and r[1] > 1e-12 for r in aniso)
+    src = "40-digit evaluation of float64 inputs"
     return Verdict(THEOREM, "T* = T_min iff the label noise is isotropic (input covariance irrelevant)",
-                   symbolic="T* = T_min <=> P^T Se^{-1} P = (d_y/a) I_r", residual=f"max |T*-T_min|/T_min = {max(abs(r[2]) for r in iso):.1e} (Se ~ I)",
-                   passed=ok, paper_holds=False,
+                   symbolic="T* = T_min <=> P^T Se^{-1} P = (d_y/a) I_r",
+                   residual=f"max |T*-T_min|/T_min = {max(abs(r[2]) for r in iso):.1e} (Se ~ I)", paper="refutes",
+                   criteria=[Criterion.at_most("Se ~ I, anisotropic Sx: max |T* - T_min| / T_min",
+                                               max(abs(r[2]) for r in iso), 1e-12, src),
+                             Criterion.at_most("Se ~ I: max |P^T Se^-1 P - (d_y/a) I|", max(r[1] for r in iso), 1e-12, src),
+                             Criterion.above("anisotropic Se: min (T* - T_min) / T_min", min(r[2] for r in aniso),
+                                             1e-12, src),
+                             Criterion.above("anisotropic Se: min |P^T Se^-1 P - (d_y/a) I|", min(r[1] for r in aniso),
+                                             1e-12, src)],
                    details={"min cond(Sx) among Se ~ I draws": min(r[0] for r in iso),
                             "min (T*-T_min)/T_min among anisotropic Se": min(r[2] for r in aniso),
                             "paper": "claims equality only for fully isotropic data"})
 
 
 # ------------------------------------------------------------------------------- numeric
+@check(THEOREM)
 def check_hessian_measurement(ctx: Context) -> list:
     """torch.func exact Tr hess L equals the identity; Hutchinson is within z=6 of its stderr."""
     g = torch.Generator().manual_seed(ctx.seed)
@@ -145,7 +179,7 @@ def check_hessian_measurement(ctx: Context) -> list:
     formula = two_layer_sharpness_formula(U, W, p.Sx)
     rel = float(((exact - formula).abs() / formula).max())
     v1 = Verdict(THEOREM, "torch.func exact Hessian trace = closed-form identity (random weights)",
-                 predicted=0.0, measured=rel, tolerance=1e-12, tolerance_source="float64 round-off (~1e-16 x few hundred flops)")
+                 predicted=0.0, measured=rel, tolerance=1e-12, tolerance_source=FLOAT64)
     # a larger net: Hutchinson vs exact
     dx, h, dy = 10, 12, 6
     rng = np.random.default_rng(ctx.seed)
@@ -153,10 +187,9 @@ def check_hessian_measurement(ctx: Context) -> list:
     Sx, V = A @ A.T / dx + 0.5 * np.eye(dx), rng.standard_normal((dy, dx))
     Ub = torch.randn(dy, h, generator=g, dtype=torch.float64)
     Wb = torch.randn(h, dx, generator=g, dtype=torch.float64)
-    shapes = [(dy, h), (h, dx)]
-    L = lambda th: two_layer_population_loss(*unflatten(th, shapes), V, Sx, np.eye(dy))  # noqa: E731
-    theta = torch.cat([Ub.reshape(-1), Wb.reshape(-1)])
-    est, se = hutchinson_trace(L, theta, n_probes=ctx.pick(200, 2000), generator=g)
+    theta = flatten([Ub, Wb])
+    est, se = hutchinson_trace(two_layer_flat_loss([(dy, h), (h, dx)], V, Sx, np.eye(dy)), theta,
+                               n_probes=ctx.pick(200, 2000), generator=g)
     exact_b = float(two_layer_sharpness_formula(Ub, Wb, Sx))
     v2 = Verdict(THEOREM, f"Hutchinson Tr hess L ({theta.numel()} params) agrees with the exact value",
                  predicted=exact_b, measured=float(est), tolerance=Z * float(se),
@@ -165,29 +198,22 @@ def check_hessian_measurement(ctx: Context) -> list:
     return [v1, v2]
 
 
-def check_sgd_sharpness(ctx: Context) -> list:
-    """Sharpness of the SGD stationary state -> T* (Theorem 12's ladder, shared)."""
+@check(THEOREM)
+def check_sgd_sharpness(ctx: Context) -> Verdict:
+    """Sharpness of the SGD stationary state -> T* (the eta ladder shared with Theorem 12)."""
     _, ladder = showcase_ladder(ctx)
-    v = invariant_verdicts(ladder, names=("sharpness",), theorem=THEOREM,
-                           claims={"sharpness": "Tr hess L of the SGD stationary state -> T* (eta -> 0)"})[0]
     worst = max(r.hessian_check for r in ladder.rungs)
-    v.details["torch.func exact vs identity on the final weights (max rel)"] = worst
-    if worst > 1e-12:
-        v.passed = False
-    return [v]
-
-
-def data_balance_problem(rho: float, width: int = 2) -> TwoLayerProblem:
-    """Paper Fig. 5-6 set-up: 2-d labels, x ~ N(0, I_2), Se = diag(1, rho), V = I_2."""
-    return TwoLayerProblem(V=np.eye(2), Sx=np.eye(2), Se=np.diag([1.0, rho]), width=width)
+    return invariant_verdict(
+        ladder, "sharpness", "Tr hess L of the SGD stationary state -> T* (eta -> 0)", THEOREM,
+        criteria=[Criterion.at_most("torch.func exact Tr hess L vs the identity on the final weights (max rel.)",
+                                    worst, 1e-12, FLOAT64)],
+        details={"torch.func exact vs identity on the final weights (max rel)": worst})
 
 
 def data_balance_sweep(ctx: Context, rhos=None, **settings):
     """For each label-noise balance rho: an SGD eta ladder of the sharpness, and T*(rho), T_min."""
-    rhos = rhos if rhos is not None else ctx.pick((0.3, 0.6, 1.0), (0.1, 0.2, 0.4, 0.7, 1.0))
-    opts = dict(n_runs=ctx.pick(256, 2048), block_steps=ctx.pick(200, 500), window=3,
-                average_blocks=ctx.pick(5, 10), device=ctx.device)
-    opts.update(settings)
+    rhos = rhos if rhos is not None else DATA_BALANCE_RHOS[ctx.budget]
+    opts = {**data_balance_settings(ctx), **settings}
     out = []
     for k, rho in enumerate(rhos):
         p = data_balance_problem(rho)
@@ -197,7 +223,7 @@ def data_balance_sweep(ctx: Context, rhos=None, **settings):
 
 
 def plot_data_balance(sweep, path):
-    with saved_figure(path, nrows=1, ncols=2, figsize=(10, 4), dpi=120) as (fig, (ax1, ax2)):
+    with saved_figure(path, nrows=1, ncols=2, figsize=(10, 4), dpi=120) as (_fig, (ax1, ax2)):
         rhos = [s[0] for s in sweep]
         grid = np.geomspace(min(rhos) / 1.5, 1.0, 60)
         ax1.plot(grid, [data_balance_problem(r).closed_form().sharpness for r in grid], "k-", label="T* (closed form)")
@@ -224,78 +250,29 @@ def plot_data_balance(sweep, path):
     return path
 
 
+# verify() and notebooks/10_sharpness.ipynb run the sweep in CI; pytest would only repeat it
+@check(THEOREM, slow=True)
 def check_data_balance(ctx: Context) -> list:
+    """Data balance (paper Fig. 5-6): the SGD sharpness -> T*(rho) at every label-noise balance
+    rho, and it grows as the label noise gets more imbalanced (rho ascends, sharpness descends)."""
     sweep = data_balance_sweep(ctx, progress=ctx.task("data-balance sweep", None))
     path = ctx.figure_path("theorem10_data_balance.png")
     figs = [plot_data_balance(sweep, path)] if path is not None else []
+    ext = [float(lad.extrapolated["sharpness"].estimate) for _, _, lad in sweep]
     out = []
-    for rho, p, lad in sweep:
+    for k, (rho, p, lad) in enumerate(sweep):
         o = p.closed_form()
-        v = invariant_verdicts(lad, names=("sharpness",), theorem=THEOREM,
-                               claims={"sharpness": f"data balance rho={rho:g}: SGD sharpness -> T*(rho) (eta -> 0)"})[0]
-        v.details.update({"T*": o.sharpness, "T_min": o.min_sharpness,
-                          "extrapolated sharpness": float(lad.extrapolated["sharpness"].estimate),
-                          "measured sharpness per eta": [float(r.mean["sharpness"]) for r in lad.rungs]})
-        v.figures = figs
-        out.append(v)
+        trend = [] if k + 1 == len(sweep) else [Criterion.at_least(
+            f"extrapolated sharpness >= the one at rho={sweep[k + 1][0]:g} (Fig. 5-6 trend)", ext[k], ext[k + 1],
+            "T*(rho) decreases in rho (symbolic.two_layer)")]
+        out.append(invariant_verdict(
+            lad, "sharpness", f"data balance rho={rho:g}: SGD sharpness -> T*(rho) (eta -> 0)", THEOREM,
+            criteria=trend, figures=figs,
+            details={"T*": o.sharpness, "T_min": o.min_sharpness, "extrapolated sharpness": ext[k],
+                     "stderr of the extrapolated sharpness": float(lad.extrapolated["sharpness"].stderr),
+                     "measured sharpness per eta": [float(r.mean["sharpness"]) for r in lad.rungs]}))
     return out
 
 
-# ------------------------------------------------------------------------------- runner
-def verify(ctx: Context) -> list:
-    vs = [check_sharpness_identity(ctx), check_closed_forms_diagonal(ctx, 2),
-          check_min_sharpness_concrete(ctx, showcase_problem(ctx.seed)), check_label_noise_example(ctx),
-          check_noise_equals_input_example(ctx, 2), check_equality_condition(ctx)]
-    if ctx.full:
-        vs.append(check_noise_equals_input_example(ctx, 3))
-    vs += check_hessian_measurement(ctx)
-    vs += check_sgd_sharpness(ctx)
-    vs += check_data_balance(ctx)
-    return vs
-
-
-# ------------------------------------------------------------------------------- tests
-def test_sharpness_identity(ctx):
-    v = check_sharpness_identity(ctx)
-    assert v.passed, v.explain()
-
-
-def test_closed_forms_diagonal(ctx):
-    v = check_closed_forms_diagonal(ctx)
-    assert v.passed, v.explain()
-
-
-def test_min_sharpness(ctx):
-    v = check_min_sharpness_concrete(ctx, showcase_problem(ctx.seed))
-    assert v.passed, v.explain()
-
-
-def test_paper_examples(ctx):
-    for v in (check_label_noise_example(ctx), check_noise_equals_input_example(ctx, 2)):
-        assert v.passed and v.paper_holds, v.explain()
-
-
-def test_equality_condition_refutes_isotropy_claim(ctx):
-    v = check_equality_condition(ctx)
-    assert v.passed and v.paper_holds is False, v.explain()
-
-
-def test_hessian_measurement(ctx):
-    for v in check_hessian_measurement(ctx):
-        assert v.passed, v.explain()
-
-
-def test_sgd_sharpness(ctx):
-    for v in check_sgd_sharpness(ctx):
-        assert v.passed, v.explain()
-
-
-@pytest.mark.slow  # verify() and notebooks/10_sharpness.ipynb run the sweep in CI; here it would repeat it
-def test_data_balance(ctx):
-    vs = check_data_balance(ctx)
-    for v in vs:
-        assert v.passed, v.explain()
-    # the trend of paper Fig. 5-6: more imbalanced label noise -> sharper SGD solution
-    # (rhos ascend; the extrapolated sharpness must descend, as T*(rho) does)
-    ext = [float(v.details["extrapolated sharpness"]) for v in vs]
-    assert ext == sorted(ext, reverse=True), ext
+verify = verifier(THEOREM)
+test_checks = pytest_cases(THEOREM)

@@ -1,7 +1,8 @@
-"""Checks shared by the two-layer theorem modules (10, 12): SGD ladders and their verdicts.
+"""Verdicts shared by the two-layer theorem modules (10, 12): an SGD eta ladder against the
+closed form.
 
 Not a theorem module (its name has no theorem_/lemma_/appendix_ prefix): ``python -m theorems``
-and pytest do not collect it.
+and pytest do not collect it. The ladders themselves are in :mod:`theorems.settings.two_layer`.
 
 Tolerance of every SGD verdict: the Richardson-extrapolated (eta -> 0) relative error must lie
 within ``z * stderr`` (CLT across independent runs) plus the estimated O(eta^2) remainder
@@ -11,8 +12,7 @@ within ``z * stderr`` (CLT across independent runs) plus the estimated O(eta^2) 
 
 from __future__ import annotations
 
-from numeric.two_layer_witness import cached_ladder, default_etas, showcase_problem
-from theorems.verdict import Context, Verdict
+from theorems.verdict import Criterion, Verdict
 
 Z = 6.0  # union bound (module docstring): false-failure probability < 1e-6
 SGD_CLAIMS = {  # invariant -> claim text
@@ -23,45 +23,32 @@ SGD_CLAIMS = {  # invariant -> claim text
 }
 
 
-def ladder_settings(ctx: Context) -> dict:
-    """SGD ladder sizes by budget (quick: CI on 2 CPU cores; full: tighter verdicts)."""
-    return dict(n_runs=ctx.pick(512, 4096), block_steps=ctx.pick(200, 600), window=3,
-                average_blocks=ctx.pick(6, 12), device=ctx.device)
+def converged_criterion(*ladders) -> Criterion:
+    """Every rung of every ladder reached the stationary regime before its step cap."""
+    return Criterion.holds("the drift test declared every rung stationary (step cap not hit)",
+                           all(r.converged for lad in ladders for r in lad.rungs), "numeric.stationary drift test")
 
 
-def invariant_verdicts(ladder, names=tuple(SGD_CLAIMS), claims=SGD_CLAIMS, theorem="12") -> list:
-    """One Verdict per invariant: Richardson-extrapolated relative error vs its derived bound."""
-    out = []
-    for name in names:
-        single = [r.relative_error(name, ladder.targets[name]) for r in ladder.rungs]
-        out.append(Verdict(
-            theorem, claims[name], symbolic="closed form (symbolic.two_layer.entropic_optimum)",
-            predicted=0.0, measured=ladder.extrapolated_error(name), tolerance=ladder.tolerance(name, Z),
-            tolerance_source=f"z={Z:g} x CLT stderr of the eta->0 extrapolation + estimated O(eta^2) remainder",
-            details={"etas": ladder.etas, "single-eta relative errors": single,
-                     "extrapolated relative error": ladder.extrapolated_error(name),
-                     "log-log slope of error vs eta": ladder.slope(name),
-                     "converged (drift test)": [r.converged for r in ladder.rungs],
-                     "steps to stationary": [r.steps_to_stationary for r in ladder.rungs],
-                     "wall s": ladder.wall_s, "n_runs": ladder.rungs[0].n_runs, "batch": ladder.rungs[0].batch}))
-        if not all(r.converged for r in ladder.rungs):
-            out[-1].passed = False
-            out[-1].details["error"] = "step cap hit before the drift test passed"
-    return out
+def invariant_verdict(ladder, name: str, claim: str, theorem: str, criteria=(), details=None,
+                      figures=()) -> Verdict:
+    """The Richardson-extrapolated relative error of one invariant vs its derived bound; the
+    ladder must have converged at every rung. ``criteria``, ``details`` and ``figures`` are
+    added to the verdict's own."""
+    single = [r.relative_error(name, ladder.targets[name]) for r in ladder.rungs]
+    return Verdict(
+        theorem, claim, symbolic="closed form (symbolic.two_layer.entropic_optimum)",
+        predicted=0.0, measured=ladder.extrapolated_error(name), tolerance=ladder.tolerance(name, Z),
+        tolerance_source=f"z={Z:g} x CLT stderr of the eta->0 extrapolation + estimated O(eta^2) remainder",
+        criteria=[converged_criterion(ladder), *criteria], figures=list(figures),
+        details={"etas": ladder.etas, "single-eta relative errors": single,
+                 "extrapolated relative error": ladder.extrapolated_error(name),
+                 "log-log slope of error vs eta": ladder.slope(name),
+                 "converged (drift test)": [r.converged for r in ladder.rungs],
+                 "steps to stationary": [r.steps_to_stationary for r in ladder.rungs],
+                 "wall s": ladder.wall_s, "n_runs": ladder.rungs[0].n_runs, "batch": ladder.rungs[0].batch,
+                 **(details or {})})
 
 
-def showcase_ladder(ctx: Context, batch: int = 1, **overrides):
-    """The fixed random problem's eta ladder (shared with Theorem 10 through the cache).
-
-    Width: 2 = rank V in the quick budget; 4 in the full one. Hidden units beyond the rank
-    relax only through the entropy at a rate ~ 2 eta^2 a s_min / B (numeric.two_layer_witness.
-    balance_relaxation_steps), which more than doubles the CI cost; the Hypothesis draws
-    (width rank or rank + 1) and the full budget cover width > rank.
-    """
-    p = showcase_problem(ctx.seed, width=ctx.pick(2, 4))
-    settings = {**ladder_settings(ctx), **overrides}
-    return p, cached_ladder(p, default_etas(p), key=("showcase", ctx.seed, batch, ctx.budget, str(ctx.device)),
-                            seed=ctx.seed, batch=batch, progress=ctx.task(f"SGD eta ladder, batch {batch}", None),
-                            **settings)
-
-
+def invariant_verdicts(ladder, names=tuple(SGD_CLAIMS), theorem: str = "12") -> list:
+    """One :func:`invariant_verdict` per invariant in ``names`` (claims from ``SGD_CLAIMS``)."""
+    return [invariant_verdict(ladder, name, SGD_CLAIMS[name], theorem) for name in names]
