@@ -78,7 +78,7 @@ ERRATA_LINKS: dict[tuple[str, str], str] = {
     ("5", "check_gradient_balance"): _T56,
     ("6", "check_neuron_balance"): _T56,
     ("8", "check_equipartition_monte_carlo"): _T8,
-    ("8", "check_digits_learning_rate"): _FIG4,  # paper wrong
+    ("8", "check_digits_learning_rate"): _FIG4,  # a summary's claim: no paper stance
     ("8", "check_digits_alignment"): _FIG4,
     ("9", "check_symbolic"): _T9,
     ("9", "check_alignment_curve"): _T9,

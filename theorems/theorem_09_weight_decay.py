@@ -28,20 +28,12 @@ from numeric.deep_linear_min import orbit_minimum
 from symbolic import deep_linear as dl
 from theorems.cache import shared_run
 from theorems.checks import check, pytest_cases, verifier
-from theorems.settings.platonic import SE, SX, V_TEACHER
+from theorems.settings.platonic import KAPPAS_CURVE, NET_A, NET_B, SE, SX, predicted_alignment
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "9"
 TITLE = "Weight decay destroys the universal (Platonic) representation"
 
-# Net A: identity embeddings. Net B: an anisotropic input embedding M_I (singular values
-# 2, 1, 1/2 in a random basis) - the same teacher, a different view.
-_rng = np.random.default_rng(5)
-_Q, _ = np.linalg.qr(_rng.standard_normal((3, 3)))
-M_I_B = _Q @ np.diag([2.0, 1.0, 0.5]) @ _Q.T
-NET_A = dl.EmbeddedProblem(V_TEACHER, SX, SE)
-NET_B = dl.EmbeddedProblem(V_TEACHER, SX, SE, M_I=M_I_B)
-KAPPAS_CURVE = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 Z_SIGMA = 5.3  # two-sided normal quantile for p ~ 1e-7
 
 
@@ -70,20 +62,12 @@ def check_symbolic(ctx: Context) -> Verdict:
     return Verdict(THEOREM, "kappa -> inf (weight balance): kernel G^T (P^T P)^{k/D} G depends on M_I and on k",
                    symbolic=f"M_I = diag(m,1): K_k = diag(m^(2-2k/D), 1); cos with Platonic I = {cos}",
                    residual="0" if res.is_zero_matrix else str(res), paper="supports",
-                   criteria=[Criterion.holds("K_k - diag(m^(2-2k/D), 1) simplifies to 0", res.is_zero_matrix, "SymPy, exact"),
+                   criteria=[Criterion.holds("K_k - diag(m^(2-2k/D), 1) simplifies to 0", res.is_zero_matrix,
+                                             "SymPy, exact"),
                              Criterion.holds("cosine with the Platonic kernel is 1 at m = 1", cos_at_1 == 1, "SymPy, exact"),
                              Criterion.at_most("cosine at m = 2, D = 3, k = 1 (below 1: misaligned)", val, 1.0 - 1e-12,
                                                "exact value, float64")],
                    details={"cos_m2_D3_k1": val, "cos_at_m1": str(cos_at_1)})
-
-
-@shared_run
-def predicted_alignment(ctx: Context, D: int, kappa: float, starts: int = 2) -> np.ndarray:
-    """Cross-net population cosine per hidden layer at the leading-order minimum."""
-    wa, _ = orbit_minimum(NET_A, D, kappa, starts=starts)
-    wb, _ = orbit_minimum(NET_B, D, kappa, starts=starts)
-    Ka, Kb = dl.hidden_kernels(NET_A, wa), dl.hidden_kernels(NET_B, wb)
-    return np.array([dl.population_cosine(a, b, SX) for a, b in zip(Ka, Kb)])
 
 
 @check(THEOREM, cases=[dict(D=2), dict(D=3)])
@@ -219,6 +203,9 @@ def _plot(path, rows, c0, ctx):
         ax.legend(fontsize=6)
     return path
 
+
+# The exception (orthogonal embeddings keep the alignment) registers its check here.
+from theorems import theorem_09_weight_decay_orthogonal  # noqa: E402,F401
 
 verify = verifier(THEOREM)
 test_checks = pytest_cases(THEOREM)

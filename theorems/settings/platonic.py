@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numeric.deep_linear_min import orbit_minimum
 from numeric.platonic_sgd import measure_kernels
 from symbolic import deep_linear as dl
 from theorems.cache import shared_run
@@ -71,3 +72,28 @@ def run_sgd(ctx, D: int, eta: float, batch: int = 1):
                            device=str(ctx.device), block_steps=int(round(10 / eta)), window=3,
                            average_blocks=ctx.pick(6, 20), max_steps=int(round(600 / eta)), sample_every=20,
                            init_weights=init)
+
+
+# ----------------------------------------------------------------- weight decay (Theorem 9)
+# Net A: identity embeddings. Net B: an anisotropic input embedding M_I (singular values
+# 2, 1, 1/2 in a random basis) - the same teacher, a different view.
+_rng = np.random.default_rng(5)
+_Q, _ = np.linalg.qr(_rng.standard_normal((3, 3)))
+M_I_B = _Q @ np.diag([2.0, 1.0, 0.5]) @ _Q.T
+NET_A = dl.EmbeddedProblem(V_TEACHER, SX, SE)
+NET_B = dl.EmbeddedProblem(V_TEACHER, SX, SE, M_I=M_I_B)
+# Net C: the same teacher through ORTHOGONAL embeddings (Z, M_I, M_O random orthogonal, seeded)
+_rng_c = np.random.default_rng(9)
+_ORTH = [np.linalg.qr(_rng_c.standard_normal((3, 3)))[0] for _ in range(3)]
+NET_C = dl.EmbeddedProblem(V_TEACHER, SX, SE, Z=_ORTH[0], M_I=_ORTH[1], M_O=_ORTH[2])
+KAPPAS_CURVE = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
+
+
+@shared_run
+def predicted_alignment(ctx, D: int, kappa: float, starts: int = 2) -> np.ndarray:
+    """Cross-net (A vs B) population cosine per hidden layer at the leading-order minimum of
+    ``sum_i T_i + kappa |theta|^2`` over the minimum manifold."""
+    wa, _ = orbit_minimum(NET_A, D, kappa, starts=starts)
+    wb, _ = orbit_minimum(NET_B, D, kappa, starts=starts)
+    Ka, Kb = dl.hidden_kernels(NET_A, wa), dl.hidden_kernels(NET_B, wb)
+    return np.array([dl.population_cosine(a, b, SX) for a, b in zip(Ka, Kb)])
