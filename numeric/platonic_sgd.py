@@ -153,6 +153,29 @@ def cross_kernel_alignment(m_a: KernelMeasurement, m_b: KernelMeasurement, Sx) -
     return C
 
 
+def alignment_across_nets(measurements: dict, Sx) -> tuple[np.ndarray, list]:
+    """Every hidden layer of every net against every other: ``(C, labels)`` with ``C`` the
+    :func:`cross_kernel_alignment` blocks of the nets ``{depth: KernelMeasurement}`` and
+    labels ``"D3.h2"`` (depth 3, hidden layer 2)."""
+    per = [(D, k) for D in sorted(measurements) for k in range(D - 1)]
+    C = np.zeros((len(per), len(per)))
+    for i, (Da, ka) in enumerate(per):
+        for j, (Db, kb) in enumerate(per):
+            C[i, j] = cross_kernel_alignment(measurements[Da], measurements[Db], Sx)[ka, kb]
+    return C, [f"D{D}.h{k + 1}" for D, k in per]
+
+
+def test_set_alignment(m_a: KernelMeasurement, m_b: KernelMeasurement, X: np.ndarray, measures, runs: int = 4) -> dict:
+    """The paper's test-set measures (``numeric.alignment``) between the final hidden
+    features of nets A and B on inputs ``X``, averaged over the first ``runs`` runs:
+    ``{measure: layer-by-layer matrix}``."""
+    from .alignment import alignment_matrix
+
+    fa, fb = layer_features(m_a.final_maps, X), layer_features(m_b.final_maps, X)
+    return {meas: np.mean([alignment_matrix([f[r] for f in fa], [f[r] for f in fb], meas) for r in range(runs)], 0)
+            for meas in measures}
+
+
 def layer_features(maps: list, X: np.ndarray) -> list:
     """Hidden activations ``h_k(x) = B_k M_I Z x`` of every run on test inputs X (n, dx):
     a list over hidden layers of (R, n, h_k) arrays."""

@@ -105,7 +105,8 @@ def write_report(out: Path, verdicts: list, meta: dict) -> None:
         rows.append(row)
     (out / "verdicts.json").write_text(json.dumps({"meta": meta, "verdicts": rows}, indent=2))
     lines = ["# Verification report", "",
-             f"device `{meta.get('device')}`, budget `{meta.get('budget')}`, seed {meta.get('seed')}, torch {meta.get('torch')}", "",
+             f"device `{meta.get('device')}`, budget `{meta.get('budget')}`, seed {meta.get('seed')}, "
+             f"torch {meta.get('torch')}", "",
              f"**{summary_line(verdicts)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for v in verdicts:

@@ -74,8 +74,9 @@ def check_digits_learning_rate(ctx: Context) -> Verdict:
     """Alignment does not grow monotonically with the learning rate 0.001 -> 0.01 -> 0.1 (tanh).
 
     The claim comes from a summary of the paper, not from the paper (which trains with Adam
-    at one learning rate), so the verdict takes no stance on the paper. Every learning rate trains for the same number of epochs; the
-    finding is judged with the paper's measure (Gram cosine) for every seed.
+    at one learning rate), so the verdict takes no stance on the paper. Every learning rate
+    trains for the same number of epochs; the finding is judged with the paper's measure
+    (Gram cosine) for every seed.
     """
     res = digits_runs(ctx)
     seeds = sorted({s for (_, _, s) in res})

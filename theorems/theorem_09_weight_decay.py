@@ -29,12 +29,12 @@ from symbolic import deep_linear as dl
 from theorems.cache import shared_run
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.platonic import KAPPAS_CURVE, NET_A, NET_B, SE, SX, predicted_alignment
+from theorems.tolerances import Z
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "9"
 TITLE = "Weight decay destroys the universal (Platonic) representation"
 
-Z_SIGMA = 5.3  # two-sided normal quantile for p ~ 1e-7
 
 
 def symbolic_example():
@@ -115,7 +115,7 @@ def check_sgd_weight_decay(ctx: Context) -> list[Verdict]:
     """SGD (D = 2, batch 1) with weight decay gam = kappa * eta: the cross-net alignment drops
     significantly below its gam = 0 value and follows the leading-order prediction.
 
-    Tolerances: (i) the drop must exceed z = 5.3 standard errors (CLT over runs);
+    Tolerances: (i) the drop must exceed z = 5.33 (theorems.tolerances.Z) standard errors (CLT over runs);
     (ii) the measured drop 1 - cos must agree with the predicted one within 50%: the
     prediction neglects relative corrections O(eta + gam) (here gam = kappa eta = 0.1 at
     eta = 0.01), so 50% is a 5x margin; in the full budget the gap is shown to close as eta halves."""
@@ -132,12 +132,12 @@ def check_sgd_weight_decay(ctx: Context) -> list[Verdict]:
     eta, ck, sk, _ = rows[0]
     drop_meas = float(1 - ck[0])
     drop_pred = float(1 - pred[0])
-    drop_src = "drop > z=5.3 CLT standard errors"
+    drop_src = f"drop > z = {Z:.2f} CLT standard errors"
     out.append(Verdict(THEOREM, f"SGD, D=2, eta={eta}: weight decay (kappa=10, gam={kappa * eta:g}) lowers cross-net "
                        "alignment (significant drop)", predicted=float(pred[0]), measured=float(ck[0]),
                        tolerance=None, tolerance_source=drop_src, paper="supports",
                        criteria=[Criterion.above("alignment drop cos(gam=0) - cos(gam)", float(c0[0] - ck[0]),
-                                                 float(Z_SIGMA * np.hypot(s0[0], sk[0])), drop_src)],
+                                                 float(Z * np.hypot(s0[0], sk[0])), drop_src)],
                        details={"cos_gam0": c0, "cos_gam": ck, "stderr": (s0, sk), "cpu_seconds": t0}))
     gaps = [abs(float(1 - r[1][0]) - drop_pred) for r in rows]
     shrinks = [Criterion.above("gap to the prediction shrinks from the largest to the smallest eta", gaps[0],
@@ -162,7 +162,7 @@ def check_batch_dependence(ctx: Context) -> Verdict:
     (Paper Fig. 10/12 show batch-independence at gam = 0, which Theorem 8 predicts; with
     gam > 0 the suite predicts a batch dependence - not a paper claim). Prediction:
     B = 1 vs B = 4 at the same (eta, gam) = (0.01, 0.1) gives kappa = 10 vs 40. The full
-    budget confirms with SGD (difference of the measured alignments beyond z = 5.3 CLT)."""
+    budget confirms with SGD (difference of the measured alignments beyond z = 5.33 (theorems.tolerances.Z) CLT)."""
     eta, gam = 0.01, 0.1
     p1, p4 = predicted_alignment(ctx, 2, gam * 1 / eta)[0], predicted_alignment(ctx, 2, gam * 4 / eta)[0]
     details = {"predicted_B1": p1, "predicted_B4": p4}
@@ -183,10 +183,10 @@ def check_batch_dependence(ctx: Context) -> Verdict:
         measured = cos[0] - cos[1]
         details.update(measured_B1=cos[0], measured_B4=cos[1], stderr=se)
         criteria.append(Criterion.above("measured alignment difference B = 1 minus B = 4", measured,
-                                        Z_SIGMA * float(np.hypot(*se)), "z=5.3 CLT"))
+                                        Z * float(np.hypot(*se)), f"z = {Z:.2f} CLT"))
     return Verdict(THEOREM, "with weight decay the batch size changes the representation (kappa = gam B / eta)",
                    predicted=float(p1 - p4), measured=measured, criteria=criteria,
-                   tolerance_source="prediction (quick); SGD difference > z=5.3 CLT (full)", details=details)
+                   tolerance_source=f"prediction (quick); SGD difference > z = {Z:.2f} CLT (full)", details=details)
 
 
 def _plot(path, rows, c0, ctx):
@@ -198,7 +198,7 @@ def _plot(path, rows, c0, ctx):
                 ax.plot(ks, curve[:, j], style, label=f"theory D={D} layer {j + 1}")
         ax.errorbar([1e-1], [c0[0]], fmt="ko", label="SGD gam=0 (at 0.1)")
         for eta, ck, sk, _ in rows:
-            ax.errorbar([10.0], [ck[0]], yerr=[Z_SIGMA * sk[0]], fmt="s", label=f"SGD D=2 eta={eta}")
+            ax.errorbar([10.0], [ck[0]], yerr=[Z * sk[0]], fmt="s", label=f"SGD D=2 eta={eta}")
         ax.set(xscale="log", xlabel="kappa = gam B / eta", ylabel="cross-net alignment (Gram cosine)")
         ax.legend(fontsize=6)
     return path

@@ -19,8 +19,8 @@ plays no role, so "unless the data distribution is fully isotropic" is imprecise
 Derivation: ``symbolic.two_layer``. Witness: the SGD ladder shared with Theorem 12 (sharpness of
 each run from its weights, with torch.func's exact Hessian trace cross-checking the
 identity on the final weights), and the data-balance sweep (paper Fig. 5-6).
-Tolerances: as Theorem 12 (z = 6 CLT + estimated O(eta^2) remainder); float64 identities
-at 1e-12 relative (a few hundred flops of round-off ~1e-16 each); Hutchinson at z = 6 of
+Tolerances: as Theorem 12 (z = 5.33 CLT, theorems.tolerances.Z, + estimated O(eta^2) remainder); float64 identities
+at 1e-12 relative (a few hundred flops of round-off ~1e-16 each); Hutchinson at z = 5.33 (theorems.tolerances.Z) of
 its own CLT standard error.
 """
 
@@ -170,7 +170,7 @@ def check_equality_condition(ctx: Context, n_draws: int = 20) -> Verdict:
 # ------------------------------------------------------------------------------- numeric
 @check(THEOREM)
 def check_hessian_measurement(ctx: Context) -> list:
-    """torch.func exact Tr hess L equals the identity; Hutchinson is within z=6 of its stderr."""
+    """torch.func exact Tr hess L equals the identity; Hutchinson is within z = 5.33 of its stderr."""
     g = torch.Generator().manual_seed(ctx.seed)
     p = showcase_problem(ctx.seed)  # width 4
     U = torch.randn(16, p.V.shape[0], p.width, generator=g, dtype=torch.float64)
@@ -193,7 +193,7 @@ def check_hessian_measurement(ctx: Context) -> list:
     exact_b = float(two_layer_sharpness_formula(Ub, Wb, Sx))
     v2 = Verdict(THEOREM, f"Hutchinson Tr hess L ({theta.numel()} params) agrees with the exact value",
                  predicted=exact_b, measured=float(est), tolerance=Z * float(se),
-                 tolerance_source=f"z={Z:g} x CLT stderr over {ctx.pick(200, 2000)} Rademacher probes",
+                 tolerance_source=f"z={Z:.2f} x CLT stderr over {ctx.pick(200, 2000)} Rademacher probes",
                  details={"stderr": float(se)})
     return [v1, v2]
 

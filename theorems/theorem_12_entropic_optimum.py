@@ -23,8 +23,8 @@ Witness: ``numeric.two_layer_witness`` (ensemble online SGD to a detected statio
 regime, an eta ladder Richardson-extrapolated to eta = 0).
 Tolerances: the extrapolated error is bounded by ``z * stderr`` (CLT across independent
 runs) plus the estimated O(eta^2) remainder (linear minus quadratic extrapolation, with its
-own ``z * stderr``); z = 6 makes a false failure < 1e-6 by a union bound over <= 16
-components per invariant and the two noise terms (2 * 16 * 2 Phi(-6) = 6e-8).
+own ``z * stderr``) at the suite's z (:mod:`theorems.tolerances`: Z = 5.33, p = 1e-7 per
+comparison).
 
 **Any depth** (Eqs. 59-60: layer structure and equipartition of the embedded deep linear net,
 BFGS minimisers and SGD whitened-kernel spectra): :mod:`theorems.theorem_12_entropic_optimum_any_depth`,
@@ -137,7 +137,7 @@ def check_batch_independence(ctx: Context, batch: int | None = None) -> list:
         out.append(Verdict(
             THEOREM, f"batch {batch} vs batch 1: same eta->0 limit of {name}", symbolic="entropy / B: same argmin",
             predicted=0.0, measured=float(d / t), tolerance=float(tol / t),
-            tolerance_source="sum of the two extrapolations' bounds (z=6 CLT + O(eta^2) remainder)",
+            tolerance_source=f"sum of the two extrapolations' bounds (z={Z:.2f} CLT + O(eta^2) remainder)",
             criteria=[converged_criterion(lad1, ladB)],
             details={"batch-B extrapolated rel. error vs closed form": ladB.extrapolated_error(name),
                      "batch-1 extrapolated rel. error": lad1.extrapolated_error(name),

@@ -37,9 +37,9 @@ from numeric.stationary import extrapolated_relative_error
 from symbolic import deep_linear as dl
 from theorems.checks import check, slow_case
 from theorems.settings.platonic import ETAS, design, design_for_depth, run_sgd
+from theorems.tolerances import Z
 from theorems.verdict import Context, Verdict
 
-Z_SIGMA = 5.3  # two-sided normal quantile for p ~ 1e-7: CLT bounds below fail w.p. < 1e-6
 # Tolerance of the BFGS checks: BFGS stops at |grad| <= 1e-11, where the entropy agrees with
 # its minimum to ~1e-9 relative; near a quadratic minimum the coordinates transverse to the
 # rotation orbit (and so every Q-free invariant) are then good to ~sqrt(1e-9) ~ 3e-5.
@@ -106,7 +106,7 @@ def check_any_depth_sgd(ctx: Context, D: int) -> Verdict:
     layer multiplies the scale by s_k/s_{k-1} without distorting the spectrum.
 
     Error bars: CLT over the independent runs, propagated to the eigenvalues by the delta
-    method (:func:`whitened_spectrum`). Bound: z = 5.3 CLT + the O(eta^2) remainder
+    method (:func:`whitened_spectrum`). Bound: z = 5.33 (theorems.tolerances.Z) CLT + the O(eta^2) remainder
     (numeric.stationary.extrapolated_relative_error); with two rungs it is meaningful jointly
     with Theorem 8's first-order slope verdict on the same runs."""
     problem = design_for_depth(D)
@@ -117,7 +117,7 @@ def check_any_depth_sgd(ctx: Context, D: int) -> Verdict:
     for k in range(1, D):
         target = problem.layer_scale(D, k) * S
         spectra, ses = zip(*(whitened_spectrum(m.kernel_per_run[k - 1], problem.Sx, len(S)) for m in ms))
-        e, bound, source = extrapolated_relative_error(etas, spectra, ses, target, Z_SIGMA)
+        e, bound, source = extrapolated_relative_error(etas, spectra, ses, target, Z)
         errs.append(e)
         bounds.append(bound)
         singles.append([float(np.linalg.norm(sp_ - target) / np.linalg.norm(target)) for sp_ in spectra])

@@ -6,15 +6,15 @@ and pytest do not collect it. The ladders themselves are in :mod:`theorems.setti
 
 Tolerance of every SGD verdict: the Richardson-extrapolated (eta -> 0) relative error must lie
 within ``z * stderr`` (CLT across independent runs) plus the estimated O(eta^2) remainder
-(linear minus quadratic extrapolation, itself with ``z * stderr``); z = 6 makes a false failure
-< 1e-6 by a union bound over <= 16 components and the two noise terms (2 * 16 * 2 Phi(-6) = 6e-8).
+(linear minus quadratic extrapolation, itself with ``z * stderr``); z is the suite's policy
+(:mod:`theorems.tolerances`: Z = 5.33, p = 1e-7 per comparison).
 """
 
 from __future__ import annotations
 
+from theorems.tolerances import Z
 from theorems.verdict import Criterion, Verdict
 
-Z = 6.0  # union bound (module docstring): false-failure probability < 1e-6
 SGD_CLAIMS = {  # invariant -> claim text
     "WtW": "W^T W at the SGD stationary state -> closed form (eta -> 0)",
     "UUt": "U U^T at the SGD stationary state -> closed form (eta -> 0)",
@@ -38,7 +38,7 @@ def invariant_verdict(ladder, name: str, claim: str, theorem: str, criteria=(), 
     return Verdict(
         theorem, claim, symbolic="closed form (symbolic.two_layer.entropic_optimum)",
         predicted=0.0, measured=ladder.extrapolated_error(name), tolerance=ladder.tolerance(name, Z),
-        tolerance_source=f"z={Z:g} x CLT stderr of the eta->0 extrapolation + estimated O(eta^2) remainder",
+        tolerance_source=f"z={Z:.2f} x CLT stderr of the eta->0 extrapolation + estimated O(eta^2) remainder",
         criteria=[converged_criterion(ladder), *criteria], figures=list(figures),
         details={"etas": ladder.etas, "single-eta relative errors": single,
                  "extrapolated relative error": ladder.extrapolated_error(name),
