@@ -85,3 +85,38 @@ def orbit_minimum(problem: EmbeddedProblem, D: int, kappa: float = 0.0, seed: in
             best = res
     Ws = [w.detach().numpy() for w in weights_of(torch.as_tensor(best.x))]
     return Ws, float(best.fun)
+
+
+def population_sharpness(problem: EmbeddedProblem, weights) -> float:
+    """The largest eigenvalue of the Hessian of the population loss
+    ``L = E|M_O W_D ... W_1 M_I Z x - y|^2`` at ``weights`` (torch.func, float64).
+
+    Gradient descent on L is stable only for ``eta < 2 / sharpness``; SGD's noise makes
+    the limit lower, so a start for a learning-rate ladder should satisfy
+    ``eta_max * sharpness <= 1`` (a margin of 2).
+
+    >>> import numpy as np
+    >>> prob = EmbeddedProblem(V=np.eye(1), Sx=np.eye(1), Se=np.eye(1))
+    >>> round(population_sharpness(prob, [np.ones((1, 1)), np.ones((1, 1))]), 12)  # L = (uw - 1)^2 + 1 at u = w = 1
+    4.0
+    """
+    from torch.func import hessian
+
+    shapes = [np.shape(w) for w in weights]
+    sizes = [int(np.prod(s)) for s in shapes]
+    G = torch.as_tensor(problem.G)
+    M_O = torch.as_tensor(problem.M_O)
+    V = torch.as_tensor(problem.V)
+    Sx = torch.as_tensor(problem.Sx)
+
+    def loss(theta):
+        Ws = [w.reshape(s) for w, s in zip(torch.split(theta, sizes), shapes)]
+        P = Ws[0]
+        for W in Ws[1:]:
+            P = W @ P
+        Dm = M_O @ P @ G - V
+        return torch.trace(Dm @ Sx @ Dm.T)
+
+    theta = torch.cat([torch.as_tensor(np.asarray(w, dtype=np.float64)).reshape(-1) for w in weights])
+    H = hessian(loss)(theta)
+    return float(torch.linalg.eigvalsh((H + H.T) / 2)[-1])

@@ -28,7 +28,7 @@ def check_convergence_curve(ctx: Context) -> Verdict:
     eta = ETAS[ctx.budget][D][-1]
     m = run_sgd(ctx, D, eta)
     prob = design_for_depth(D)
-    K0 = dl.hidden_kernels(prob, misaligned_start(prob, D, ctx.seed))
+    K0 = dl.hidden_kernels(prob, misaligned_start(prob, D, ctx.seed, eta_max=max(ETAS[ctx.budget][D])))
     Kp = dl.platonic_kernel(V_TEACHER, SX, SE)
     cos0 = np.array([dl.population_cosine(K, Kp, SX) for K in K0])
     figs = []
