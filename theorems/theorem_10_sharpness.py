@@ -76,7 +76,7 @@ def check_closed_forms_diagonal(ctx: Context, n: int = 2) -> Verdict:
 def check_min_sharpness_concrete(ctx: Context, problem: TwoLayerProblem | None = None, n_points: int = 200) -> Verdict:
     """T_min is attained (at the Se = I entropic optimum) and no random global minimum is flatter;
     T* >= T_min for the problem's own optimum."""
-    problem = showcase_problem(ctx.seed) if problem is None else problem
+    problem = showcase_problem() if problem is None else problem
     opt = problem.closed_form()
     flat = entropic_optimum(problem.V, problem.Sx, np.eye(problem.V.shape[0]), width=problem.width)
     attained = total_sharpness(flat.U, flat.W, problem.Sx)
@@ -172,7 +172,7 @@ def check_equality_condition(ctx: Context, n_draws: int = 20) -> Verdict:
 def check_hessian_measurement(ctx: Context) -> list:
     """torch.func exact Tr hess L equals the identity; Hutchinson is within z = 5.33 of its stderr."""
     g = torch.Generator().manual_seed(ctx.seed)
-    p = showcase_problem(ctx.seed)  # width 4
+    p = showcase_problem()  # width 4
     U = torch.randn(16, p.V.shape[0], p.width, generator=g, dtype=torch.float64)
     W = torch.randn(16, p.width, p.V.shape[1], generator=g, dtype=torch.float64)
     exact = two_layer_sharpness_exact(U, W, p.V, p.Sx, p.Se)

@@ -86,7 +86,7 @@ def check_diagonal_case(ctx: Context, n: int) -> list:
 @check(THEOREM)
 def check_concrete_optimum(ctx: Context, problem: TwoLayerProblem | None = None, n_points: int = 200) -> Verdict:
     """40-digit residuals of the closed form, and no random feasible point has lower entropy."""
-    problem = showcase_problem(ctx.seed) if problem is None else problem
+    problem = showcase_problem() if problem is None else problem
     opt = problem.closed_form()
     rng = np.random.default_rng(ctx.seed)
     gaps = []

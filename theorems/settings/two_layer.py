@@ -17,7 +17,15 @@ from theorems.cache import shared_run
 DATA_BALANCE_RHOS = {"quick": (0.3, 0.6, 1.0), "full": (0.1, 0.2, 0.4, 0.7, 1.0)}
 
 
-def showcase_problem(seed: int = 0, dx: int = 3, dy: int = 2, width: int = 4) -> TwoLayerProblem:
+# The showcase is one fixed problem whatever the run's seed (the seed changes only the SGD
+# noise): a verdict about one problem must hold for every seed. Whether SGD's small-eta limit
+# is the closed form for *every* anisotropic problem is a separate question: drawn problems
+# (e.g. the draw of seed 2, W^T W extrapolated 0.057 from the closed form against a bound of
+# 0.022 on a two-rung ladder) can sit far from it at practical eta (ERRATA.md, Theorem 12).
+SHOWCASE_SEED = 0
+
+
+def showcase_problem(seed: int = SHOWCASE_SEED, dx: int = 3, dy: int = 2, width: int = 4) -> TwoLayerProblem:
     """A fixed random problem (anisotropic Sx and Se, generic V) used by Theorems 10 and 12."""
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((dx, dx))
@@ -42,7 +50,7 @@ def showcase_ladder(ctx, batch: int = 1, **overrides):
     balance_relaxation_steps), which more than doubles the CI cost; the Hypothesis draws
     (width rank or rank + 1) and the full budget cover width > rank.
     """
-    p = showcase_problem(ctx.seed, width=ctx.pick(2, 4))
+    p = showcase_problem(width=ctx.pick(2, 4))
     settings = {**ladder_settings(ctx), **overrides}
     return p, eta_ladder(p, default_etas(p), seed=ctx.seed, batch=batch,
                          progress=ctx.task(f"SGD eta ladder, batch {batch}", None), **settings)
