@@ -250,7 +250,7 @@ def plot_data_balance(sweep, path):
     return path
 
 
-# verify() and notebooks/10_sharpness.ipynb run the sweep in CI; pytest would only repeat it
+# verify() (the main job, in CI) runs the sweep; pytest would only repeat it
 @check(THEOREM, slow=True)
 def check_data_balance(ctx: Context) -> list:
     """Data balance (paper Fig. 5-6): the SGD sharpness -> T*(rho) at every label-noise balance
