@@ -244,6 +244,61 @@ class LinearEnsemble:
                 steps=steps.tolist(),
             )
 
+    # -------------------------------------------------------------------- observables
+    def observables(self, u: torch.Tensor, y: torch.Tensor) -> dict:
+        """The per-run observables that :meth:`run_accumulate` averages, for the current
+        weights and the data ``u``, ``y`` (R,B,.), in float64:
+
+        * ``W1tW1`` = W_1^T W_1 (R,d0,d0) and ``WDWDt`` = W_D W_D^T (R,dD,dD) (for the
+          two-layer net ``U W``: W^T W and U U^T);
+        * ``K1 .. K{D-1}``: hidden kernels ``(B_k G)^T (B_k G)`` (R,dx,dx), ``B_k = W_k..W_1``,
+          ``G = M_I Z`` (``h_k(x)^T h_k(x') = x^T K_k x'``);
+        * ``grad_sq`` (R,D): per-sample ``|grad_{W_i} l|^2`` averaged over the batch;
+        * ``loss`` (R,): ``|f(x) - y|^2`` averaged over the batch;
+        * ``population_loss`` (R,): ``E|f(x) - y|^2`` in closed form.
+        """
+        f64 = lambda t: t.to(torch.float64)
+        ws = [f64(W) for W in self.weights]
+        _, out = self.forward(u)
+        obs = {"W1tW1": ws[0].transpose(-1, -2) @ ws[0], "WDWDt": ws[-1] @ ws[-1].transpose(-1, -2)}
+        Z = np.eye(self.teacher.dx) if self.Z is None else np.asarray(self.Z, dtype=np.float64)
+        M_I = np.eye(Z.shape[0]) if self.M_I is None else np.asarray(self.M_I, dtype=np.float64)
+        P = ws[0] @ torch.as_tensor(M_I @ Z, dtype=torch.float64, device=ws[0].device)
+        for k in range(1, len(ws)):
+            obs[f"K{k}"] = P.transpose(-1, -2) @ P
+            P = ws[k] @ P
+        obs["grad_sq"] = f64(self.per_sample_grad_sq(u, y))
+        obs["loss"] = f64((out - y).pow(2).sum(-1).mean(-1))
+        obs["population_loss"] = f64(self.population_loss())
+        return obs
+
+    def run_accumulate(self, n_steps: int, sample_every: int = 1, progress=None) -> dict:
+        """Advance ``n_steps`` SGD steps and return per-run averages (float64) of
+        :meth:`observables` over the states after every ``sample_every`` steps
+        (``n_steps // sample_every`` samples), each with a fresh minibatch from
+        :meth:`sample` for the data-dependent ones (``grad_sq``, ``loss``). Computed here
+        in Python; the compiled CPU engine accumulates the same averages in-kernel.
+
+        >>> teacher = LinearTeacher(V=np.eye(2), Sx=np.eye(2), Se=0.1 * np.eye(2))
+        >>> ens = LinearEnsemble(teacher, hidden=[3], n_runs=4, eta=0.01, seed=0, device="cpu")
+        >>> obs = ens.run_accumulate(20, sample_every=5)
+        >>> ens.step_count, tuple(obs["W1tW1"].shape), tuple(obs["grad_sq"].shape)
+        (20, (4, 2, 2), (4, 2))
+        """
+        n, k = int(n_steps), int(sample_every)
+        if k < 1:
+            raise InputError(f"sample_every must be >= 1, got {sample_every}")
+        if n < k:
+            raise InputError(f"n_steps = {n_steps} gives no sample (sample_every = {sample_every})")
+        total = None
+        for _ in range(n // k):
+            self.run(k, progress=progress)
+            obs = self.observables(*self.sample())
+            total = obs if total is None else {key: total[key] + v for key, v in obs.items()}
+        if n % k:
+            self.run(n % k, progress=progress)
+        return {key: v / (n // k) for key, v in total.items()}
+
     # ---------------------------------------------------------------------- utilities
     def end_to_end(self) -> torch.Tensor:
         """The trained product ``W_D ... W_1`` for every run, shape (R, h_D, d_0)."""

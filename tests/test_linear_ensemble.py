@@ -43,7 +43,7 @@ def test_per_sample_grad_sq_matches_torch_func():
     u, y = ens.sample()
     W, U = ens.weights
 
-    def l(w, uu, x, t):
+    def l(w, uu, x, t):  # noqa: E743 (the per-sample loss l, as in the paper)
         return ((x @ w.T @ uu.T - t) ** 2).sum()
 
     gW = vmap(vmap(grad(l, argnums=0), in_dims=(None, None, 0, 0)))(W, U, u, y)
