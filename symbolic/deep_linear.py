@@ -39,7 +39,8 @@ the "perfect Platonic representation". With ``tau = Tr S``, ``a = Tr N``, ``b = 
 
     s_k = b^{(D-k)/D} a^{-k/D} tau^{2k/D - 1},   T = (a b)^{1/D} tau^{2(D-1)/D}  (every layer).
 
-So ``E|grad_{W_i} l|^2 = 4 (a b)^{1/D} (Tr S)^{2(D-1)/D}`` - the value restated in docs/theory.md §7 for identity embeddings, but with
+So ``E|grad_{W_i} l|^2 = 4 (a b)^{1/D} (Tr S)^{2(D-1)/D}`` - the value restated in docs/theory.md §7
+for identity embeddings, but with
 ``a = Tr(M_O^T Se M_O)``, ``b = Tr(M_I Z Sx Z^T M_I^T)``: the *normalised* kernel is
 universal, its scale and the equipartition value are not (they depend on the embeddings).
 

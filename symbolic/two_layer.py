@@ -235,7 +235,8 @@ def diagonal_case(n: int = 2) -> DiagonalCase:
     for i in range(n):
         sols = sp.solve(sp.diff(F, w[i]), w[i])
         pos = [r for r in sols if r.is_positive]
-        res[f"dF/dw{i} = 0 root"] = sp.simplify(pos[0] ** 4 - W[i, i] ** 4) if len(pos) == 1 else sp.Symbol("no_unique_positive_root")
+        res[f"dF/dw{i} = 0 root"] = (sp.simplify(pos[0] ** 4 - W[i, i] ** 4) if len(pos) == 1
+                                     else sp.Symbol("no_unique_positive_root"))
         res[f"d2F/dw{i}^2 > 0"] = 0 if sp.simplify(sp.diff(F, w[i], 2)).is_positive else sp.Symbol("not_convex")
     gU = 4 * a * (W * Sx * W.T).trace()
     gW = 4 * b * (U.T * Se * U).trace()

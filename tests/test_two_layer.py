@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st

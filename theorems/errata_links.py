@@ -29,6 +29,10 @@ ERRATA_FILE = "ERRATA.md"
 
 # ---------------------------------------------------------------------------- the entries' anchors
 _T1 = "theorem-1--there-is-no-oeta4-second-order-entropic-loss-in-general-only-a-modified-vector-field"
+_T1_SGD = ("theorem-1-for-sgd--the-mean-sgd-iterate-follows-phis-noise-term-only-over-an-epoch-without-"
+           "replacement-and-along-flat-directions-only-on-symmetry-orbits-or-where-c--h")
+_T1_LWA = ("theorem-1-for-sgd--at-finite-eta-the-drift-along-a-valley-follows-the-discrete-lyapunov-covariance-"
+           "the-eta---0-limit-of-li-wang-and-arora-is-leading-order-only")
 _T2 = "theorem-2--at-zero-weight-decay-robust-invariances-of-phi-need-not-be-norm-preserving"
 _T10 = ("theorem-10--for-full-row-rank-v-t--t_min-iff-the-label-noise-is-isotropic-the-input-covariance-plays-"
         "no-role")
@@ -52,6 +56,12 @@ _T12_D4 = "theorem-12-at-depth-4-and-theorem-8s-kernels--open-sgds-first-hidden-
 
 # ---------------------------------------------------------------------------- (theorem, check) -> anchor
 ERRATA_LINKS: dict[tuple[str, str], str] = {
+    ("1", "check_epoch_symbolic"): _T1_SGD,
+    ("1", "check_epoch_slope"): _T1_SGD,  # paper wrong (with-replacement row)
+    ("1", "check_toy_valley"): _T1_SGD,  # paper wrong
+    ("1", "check_tanh_valley"): _T1_SGD,  # paper wrong (heteroscedastic row)
+    ("1", "check_orbit_drift"): _T1_SGD,
+    ("1", "check_lwa_limit"): _T1_LWA,
     # Errata of the paper
     ("1", "check_second_order_potential"): _T1,  # paper wrong
     ("1", "check_potential_route"): _T1,  # paper wrong (quartic row)
