@@ -239,7 +239,8 @@ class LinearEnsemble:
             granularity = f" (first seen; checked every {self.track_every} steps)" if self.track_every > 1 else ""
             raise DivergenceError(
                 f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN): "
-                f"{shown}{more}{granularity}; eta = {self.eta:g} is past the stability limit for this problem/initialisation",
+                f"{shown}{more}{granularity}; eta = {self.eta:g} is past the stability limit for this "
+                "problem/initialisation",
                 runs=runs.tolist(),
                 steps=steps.tolist(),
             )
