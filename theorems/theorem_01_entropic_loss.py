@@ -281,6 +281,9 @@ def check_one_over_b(ctx: Context) -> Verdict:
                    paper="supports", details=dict(batches=law["batches"], trace_cov=law["trace_cov"]))
 
 
+# Theorem 1 for SGD (the expected entropic loss against SGD itself) registers its checks here.
+from theorems import theorem_01_entropic_loss_sgd  # noqa: E402,F401
+
 verify = verifier(THEOREM)
 test_checks = pytest_cases(THEOREM)
 

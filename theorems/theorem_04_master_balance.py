@@ -266,5 +266,8 @@ def check_orbit_numeric(ctx: Context, eta: float = 0.05, gamma: float = 0.1) -> 
                             "round-off of 2nd difference": round_off, "scale-invariant phi decreasing": none_case})
 
 
+# Theorem 4 for any model (the symmetry finder's emitted laws) registers its check here.
+from theorems import theorem_04_master_balance_finder  # noqa: E402,F401
+
 verify = verifier(THEOREM)
 test_checks = pytest_cases(THEOREM)
