@@ -115,8 +115,8 @@ def stationary_average(
             obs = observe()
             for k, v in obs.items():
                 if not bool(torch.isfinite(v).all()):  # a NaN mean must never be reported as converged
-                    raise DivergenceError(f"observable {k!r} became non-finite after {steps} steps "
-                                          f"(runs {torch.nonzero(~torch.isfinite(v.reshape(v.shape[0], -1)).all(-1)).flatten().tolist()[:8]})")
+                    bad = torch.nonzero(~torch.isfinite(v.reshape(v.shape[0], -1)).all(-1)).flatten().tolist()
+                    raise DivergenceError(f"observable {k!r} became non-finite after {steps} steps (runs {bad[:8]})")
                 acc[k] = acc[k] + v if k in acc else v.clone()
             n += 1
         return {k: v / n for k, v in acc.items()}
