@@ -165,7 +165,7 @@ def alignment_across_nets(measurements: dict, Sx) -> tuple[np.ndarray, list]:
     return C, [f"D{D}.h{k + 1}" for D, k in per]
 
 
-def test_set_alignment(m_a: KernelMeasurement, m_b: KernelMeasurement, X: np.ndarray, measures, runs: int = 4) -> dict:
+def held_out_alignment(m_a: KernelMeasurement, m_b: KernelMeasurement, X: np.ndarray, measures, runs: int = 4) -> dict:
     """The paper's test-set measures (``numeric.alignment``) between the final hidden
     features of nets A and B on inputs ``X``, averaged over the first ``runs`` runs:
     ``{measure: layer-by-layer matrix}``."""

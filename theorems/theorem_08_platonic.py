@@ -25,7 +25,7 @@ import sympy as sp
 
 from numeric.figures import plot_error_ladder, plot_matrix
 from numeric.modified_flow import fit_loglog_slope
-from numeric.platonic_sgd import alignment_across_nets, gradient_second_moments, test_set_alignment
+from numeric.platonic_sgd import alignment_across_nets, gradient_second_moments, held_out_alignment
 from numeric.stationary import extrapolated_relative_error
 from numeric.deep_linear_min import orbit_minimum
 from symbolic import deep_linear as dl
@@ -213,7 +213,7 @@ def check_cross_alignment(ctx: Context) -> Verdict:
     ratio = gaps[-1] / gaps[-2]
     rng = np.random.default_rng(ctx.seed + 11)
     X = rng.standard_normal((ctx.pick(200, 1000), D_X)) @ np.sqrt(SX)
-    test_set = test_set_alignment(ms[2], ms[4], X, ("gram_cosine", "linear_cka", "linear_cka_unbiased", "mutual_knn"))
+    test_set = held_out_alignment(ms[2], ms[4], X, ("gram_cosine", "linear_cka", "linear_cka_unbiased", "mutual_knn"))
     figs = []
     path = ctx.figure_path("thm08_alignment_matrix.png")
     if path is not None:
