@@ -187,17 +187,8 @@ class EnsembleSGD:
         """DivergenceError naming every run that went bad and the first step it was seen."""
         if self.track_every > 1:
             self._track_divergence()
-        first_bad = self._first_bad.cpu().numpy()
-        runs = np.nonzero(first_bad >= 0)[0]
-        if runs.size:
-            steps = first_bad[runs]
-            shown = ", ".join(f"run {r} at step {s}" for r, s in list(zip(runs, steps))[:8])
-            more = f" (+{runs.size - 8} more)" if runs.size > 8 else ""
-            granularity = f" (first seen; checked every {self.track_every} steps)" if self.track_every > 1 else ""
-            raise DivergenceError(
-                f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN): "
-                f"{shown}{more}{granularity}; eta = {self.eta:g} is past the stability limit of this {self.model_name}",
-                runs=runs.tolist(), steps=steps.tolist())
+        raise_divergence(self._first_bad, self.n_runs, self.blowup_norm, self.track_every,
+                         f"eta = {self.eta:g} is past the stability limit of this {self.model_name}")
 
     def _check_state(self) -> None:
         """InputError when a tensor of ``weights`` is NaN/inf in a run no tracked step made bad."""
@@ -241,3 +232,19 @@ class EnsembleSGD:
         out = {k: v / self._acc_n for k, v in self._acc.items()}
         self._acc, self._acc_n = {}, 0
         return out
+
+
+def raise_divergence(first_bad: torch.Tensor, n_runs: int, blowup_norm: float, track_every: int, cause: str) -> None:
+    """Raise DivergenceError for the runs whose first bad step is recorded (``first_bad >= 0``),
+    naming up to eight of them with their steps; ``cause`` ends the message. Nothing when no
+    run went bad. Shared by every ensemble engine."""
+    first = first_bad.cpu().numpy()
+    runs = np.nonzero(first >= 0)[0]
+    if not runs.size:
+        return
+    steps = first[runs]
+    shown = ", ".join(f"run {r} at step {s}" for r, s in list(zip(runs, steps))[:8])
+    more = f" (+{runs.size - 8} more)" if runs.size > 8 else ""
+    granularity = f" (first seen; checked every {track_every} steps)" if track_every > 1 else ""
+    raise DivergenceError(f"SGD diverged in {runs.size}/{n_runs} runs (|theta| > {blowup_norm:g} or NaN): "
+                          f"{shown}{more}{granularity}; {cause}", runs=runs.tolist(), steps=steps.tolist())

@@ -32,7 +32,8 @@ import scipy.linalg
 import torch
 
 from .device import resolve_device
-from core.errors import DivergenceError, InputError
+from .ensemble import raise_divergence
+from core.errors import InputError
 from core.validation import as_numpy, check_invertible, check_positive, check_spd, check_width
 
 
@@ -230,20 +231,8 @@ class LinearEnsemble:
     def raise_if_diverged(self):
         if self.track_every > 1:
             self._track_divergence()
-        first_bad = self._first_bad.cpu().numpy()
-        runs = np.nonzero(first_bad >= 0)[0]
-        if runs.size:
-            steps = first_bad[runs]
-            shown = ", ".join(f"run {r} at step {s}" for r, s in list(zip(runs, steps))[:8])
-            more = f" (+{runs.size - 8} more)" if runs.size > 8 else ""
-            granularity = f" (first seen; checked every {self.track_every} steps)" if self.track_every > 1 else ""
-            raise DivergenceError(
-                f"SGD diverged in {runs.size}/{self.n_runs} runs (|theta| > {self.blowup_norm:g} or NaN): "
-                f"{shown}{more}{granularity}; eta = {self.eta:g} is past the stability limit for this "
-                "problem/initialisation",
-                runs=runs.tolist(),
-                steps=steps.tolist(),
-            )
+        raise_divergence(self._first_bad, self.n_runs, self.blowup_norm, self.track_every,
+                         f"eta = {self.eta:g} is past the stability limit for this problem/initialisation")
 
     # -------------------------------------------------------------------- observables
     def observables(self, u: torch.Tensor, y: torch.Tensor) -> dict:

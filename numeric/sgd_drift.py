@@ -52,6 +52,7 @@ import torch
 from torch.func import grad, hessian, jacfwd, vmap
 
 from core.errors import DivergenceError, InputError
+from numeric.modified_flow import rk4_flow
 from symbolic.sgd_epoch import epoch_gap_coefficients
 
 __all__ = [
@@ -184,24 +185,12 @@ def expected_phi_field(loss, X, y, batch: int, replace: bool, target: str = "phi
     return lambda eta: (lambda th: -gL(th) - (eta / 4) * gE(th))
 
 
-def _rk4(field, y0, time, substeps):
-    dt = time / substeps
-    y = y0
-    for _ in range(substeps):
-        k1 = field(y)
-        k2 = field(y + 0.5 * dt * k1)
-        k3 = field(y + 0.5 * dt * k2)
-        k4 = field(y + dt * k3)
-        y = y + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-    return y
-
-
 def _gap_fn(loss, th0, X, y, batch, replace, target, seqs, substeps):
     F = expected_phi_field(loss, X, y, batch, replace, target)
     n = seqs.shape[1]
 
     def gap(eta):
-        return epoch_mean(loss, th0, X, y, eta, seqs).mean(0) - _rk4(F(eta), th0, n * eta, substeps)
+        return epoch_mean(loss, th0, X, y, eta, seqs).mean(0) - rk4_flow(F(eta), th0, n * eta, substeps)
 
     return gap
 
@@ -218,7 +207,7 @@ def epoch_gap(loss, th0, X, y, eta: float, batch: int, replace: bool, target: st
     F = expected_phi_field(loss, X, y, batch, replace, target)(eta)
     n = seqs.shape[1]
     mean = epoch_mean(loss, th0, X, y, eta, seqs).mean(0)
-    coarse, fine = _rk4(F, th0, n * eta, substeps), _rk4(F, th0, n * eta, 2 * substeps)
+    coarse, fine = rk4_flow(F, th0, n * eta, substeps), rk4_flow(F, th0, n * eta, 2 * substeps)
     gap = mean - fine
     if not torch.isfinite(gap).all():
         raise DivergenceError(f"the epoch or its flow produced non-finite values at eta = {eta}")
