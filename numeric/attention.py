@@ -116,3 +116,30 @@ class AttentionEnsemble(EnsembleSGD):
         if not self.train_value:
             gV = torch.zeros_like(gV)
         super().update([gQ, gK, gV])
+
+
+def teacher_hessians(n_samples: int = 1000, **kwargs) -> torch.Tensor:
+    """Per-sample Hessians ``(n_samples, n, n)`` of the loss in the trained weights (``W_Q``, ``W_K``;
+    and ``W_V`` when ``train_value``) at the teacher of ``AttentionEnsemble(**kwargs)``, on fresh
+    noisy samples (their mean's largest eigenvalue sets gradient descent's stability limit).
+
+    The teacher is the one the ensemble of the same ``seed`` trains towards (it is drawn first);
+    the samples come from a one-run ensemble of its own, so the training runs' random stream is
+    untouched.
+    """
+    from torch.func import hessian, vmap
+
+    att = AttentionEnsemble(**{**kwargs, "n_runs": 1, "device": "cpu"})
+    WQ, WK, WV = (t[0] for t in att.teacher)
+    X, y = (t[0] for t in att.sample(int(n_samples)))  # (N, n, d), (N, n, d_out)
+    h, d = WQ.shape
+    trained = [WQ, WK] + ([WV] if att.train_value else [])
+    sizes = [w.numel() for w in trained]
+
+    def loss(p, x, yb):
+        ws = [c.reshape(w.shape) for c, w in zip(torch.split(p, sizes), trained)]
+        wv = ws[2] if att.train_value else WV
+        return (attention_forward(ws[0][None], ws[1][None], wv[None], x[None, None])[0, 0] - yb).pow(2).sum()
+
+    p = torch.cat([w.reshape(-1) for w in trained])
+    return vmap(hessian(loss), in_dims=(None, 0, 0))(p, X, y)

@@ -19,12 +19,21 @@ order ``2 eta gam``.
 
 Error bars: each run's time average over the averaging window is one independent draw;
 the law is checked per run (paired: ``residual_r = LHS_r - RHS_r``), and the half-width is
-``t_{1 - p/2, R-1} * sd_runs / sqrt(R)`` with ``p = 1e-6`` (Student t: a correct
-implementation fails with probability about 1e-6 when the per-run averages are near-normal).
+``t_{1 - p/2, R-1} * sd_runs / sqrt(R)``: Student t, so a correct implementation fails with
+probability about ``p`` when the per-run averages are near-normal. ``p`` is the caller's (the
+theorem modules pass the suite's per-comparison probability, ``theorems.tolerances.P_COMPARISON``);
+nothing here has a default.
+
+Why stationarity matters, exactly: summing the one-step identity over the ``T`` steps of the
+averaging window, per run, gives ``mean_t (eta^2 G - 4 eta gam (1 - eta gam) Q) = (Q_end -
+Q_start) / T``. The paired residual of the time-averaged law IS the drift of the orbit
+coordinate ``Q`` over the window, ``(Q_end - Q_start) / (eta^2 T)`` (for gam = 0): a run still
+relaxing along the orbit fails the law by exactly its drift (:func:`stationary_run` tests the
+drift of the law's own observables for that reason).
 
 >>> import torch
 >>> lhs = torch.tensor([1.0, 1.1, 0.9, 1.0]); rhs = torch.tensor([1.0, 1.0, 1.0, 1.0])
->>> c = law_check(lhs, rhs)
+>>> c = law_check(lhs, rhs, p=1e-7)
 >>> c.consistent, round(c.residual, 6)
 (True, 0.0)
 """
@@ -40,18 +49,22 @@ import torch
 from core.errors import InputError
 from .stationary import StationaryResult, stationary_average
 
-P_FAIL = 1e-6  # per-check false-alarm probability (project rule: > 1 - 1e-6 pass rate)
+# Not used in this module (every function here takes ``p`` from its caller): the default of
+# numeric.symmetry_finder's balance check, which imports it.
+P_FAIL = 1e-6
 
 
-def t_quantile(n_runs: int, p: float = P_FAIL, n_tests: int = 1) -> float:
-    """Two-sided Student-t factor for ``n_runs`` independent runs, Bonferroni over ``n_tests``.
+def t_quantile(n_runs: int, p: float, n_tests: int = 1) -> float:
+    """Two-sided Student-t factor for ``n_runs`` independent runs at false-alarm probability ``p``,
+    Bonferroni over ``n_tests`` (the same quantile as ``theorems.tolerances.t_quantile``, which
+    this floor cannot import).
 
-    >>> round(t_quantile(10**6), 2)  # the normal limit of a 1e-6 two-sided bound
-    4.89
+    >>> round(t_quantile(10**6, 1e-7), 2)  # the normal limit of a 1e-7 two-sided bound
+    5.33
     """
     if n_runs < 2:
         raise InputError(f"a confidence interval across runs needs >= 2 runs, got {n_runs}")
-    return float(scipy.stats.t.ppf(1.0 - p / (2.0 * n_tests), n_runs - 1))
+    return float(scipy.stats.t.isf(p / (2.0 * n_tests), n_runs - 1))
 
 
 def sgd_balance_coefficient(eta: float, gam: float) -> float:
@@ -97,8 +110,9 @@ class LawCheck:
                 "relative_ci": self.relative_halfwidth, "runs": self.n_runs, "t": self.t_factor}
 
 
-def law_check(lhs_runs, rhs_runs, scale_runs=None, p: float = P_FAIL, n_tests: int = 1) -> LawCheck:
-    """Compare per-run time averages ``lhs_runs`` and ``rhs_runs`` (shape (R,)).
+def law_check(lhs_runs, rhs_runs, scale_runs=None, *, p: float, n_tests: int = 1) -> LawCheck:
+    """Compare per-run time averages ``lhs_runs`` and ``rhs_runs`` (shape (R,)) with a Student-t
+    interval at false-alarm probability ``p`` (Bonferroni over ``n_tests``).
 
     ``scale_runs`` (R,) sets the relative scale (default ``|lhs| + |rhs|`` averaged).
     """
@@ -117,8 +131,8 @@ def law_check(lhs_runs, rhs_runs, scale_runs=None, p: float = P_FAIL, n_tests: i
                     t * se(res), float(scale), R, t)
 
 
-def generator_law(per_run: dict, coeffs, eta: float, gam: float, coefficient=sgd_balance_coefficient,
-                  p: float = P_FAIL, n_tests: int = 1) -> LawCheck:
+def generator_law(per_run: dict, coeffs, eta: float, gam: float, coefficient=sgd_balance_coefficient, *,
+                  p: float, n_tests: int = 1) -> LawCheck:
     """The balance law of a layer-diagonal generator ``A = diag(coeffs[k] * I_{layer k})``.
 
     ``g^T A g = sum_k coeffs[k] |g_k|^2`` and ``theta^T A theta = sum_k coeffs[k] |W_k|^2``:
@@ -133,31 +147,31 @@ def generator_law(per_run: dict, coeffs, eta: float, gam: float, coefficient=sgd
     return law_check(g @ c, rhs, g @ c.abs(), p=p, n_tests=n_tests)
 
 
-def neuron_laws(per_run: dict, layer: int, eta: float, gam: float, coefficient=sgd_balance_coefficient,
-                p: float = P_FAIL) -> list[LawCheck]:
+def neuron_laws(per_run: dict, layer: int, eta: float, gam: float, coefficient=sgd_balance_coefficient, *,
+                p: float) -> list[LawCheck]:
     """Theorem 6 for every neuron of hidden layer ``layer`` (1-based): the generator is +1 on
-    the neuron's incoming row, -1 on its outgoing column; Bonferroni over the neurons."""
+    the neuron's incoming row, -1 on its outgoing column; each neuron one comparison at ``p``."""
     diag = lambda k: torch.diagonal(per_run[k].detach().cpu().double(), dim1=-2, dim2=-1)  # noqa: E731
     gi, go = diag(f"gram_in_{layer}"), diag(f"gram_out_{layer}")
     wi, wo = diag(f"wgram_in_{layer}"), diag(f"wgram_out_{layer}")
     h = gi.shape[-1]
     k = coefficient(eta, gam)
     return [law_check(gi[:, j] - go[:, j], k * (wi[:, j] - wo[:, j]) if gam else torch.zeros_like(gi[:, j]),
-                      gi[:, j] + go[:, j], p=p, n_tests=h) for j in range(h)]
+                      gi[:, j] + go[:, j], p=p) for j in range(h)]
 
 
-def gram_law(gram_in, gram_out, p: float = P_FAIL) -> dict:
+def gram_law(gram_in, gram_out, *, p: float) -> dict:
     """Theorem 7 (gam = 0): ``E[gram_in] = E[gram_out]`` entrywise, (R,h,h) per-run averages.
 
     Returns the relative Frobenius gap ``|E in - E out|_F / |E in|_F``, its noise floor (the
-    Frobenius norm of the entrywise CI half-widths over ``|E in|_F``; Bonferroni over the
-    ``h(h+1)/2`` distinct entries) and whether every entry's residual CI covers 0.
+    Frobenius norm of the entrywise CI half-widths over ``|E in|_F``; each of the ``h(h+1)/2``
+    distinct entries one comparison at ``p``) and whether every entry's residual CI covers 0.
     """
     gram_in, gram_out = gram_in.detach().cpu().double(), gram_out.detach().cpu().double()
     R, h, _ = gram_in.shape
     iu = torch.triu_indices(h, h)
     d = (gram_in - gram_out)[:, iu[0], iu[1]]
-    t = t_quantile(R, p, n_tests=d.shape[1])
+    t = t_quantile(R, p)
     mean, hw = d.mean(0), t * d.std(0) / math.sqrt(R)
     full = lambda v: torch.zeros(h, h, dtype=v.dtype).index_put_((iu[0], iu[1]), v)  # noqa: E731
     sym = lambda m: m + m.T - torch.diag(torch.diagonal(m))  # noqa: E731
@@ -167,34 +181,60 @@ def gram_law(gram_in, gram_out, p: float = P_FAIL) -> dict:
             "t": t, "entries": int(d.shape[1]), "runs": R}
 
 
+def orbit_coordinates(obs: dict, degree: float = 1.0, grams: bool = False) -> dict:
+    """The symmetry-orbit coordinates ``Q = theta^T A theta`` of an MLP's balance laws, per run,
+    from its recorded observables (:class:`numeric.deep_nets.MLPEnsemble`):
+
+    * ``Q_layers`` (R, D-1): ``|W_i|^2 - degree |W_{i+1}|^2`` for every adjacent layer pair;
+    * ``Q_neurons_l`` (R, h_l): ``|w_j|^2 - degree |u_j|^2`` for every neuron of hidden layer l;
+    * with ``grams`` (linear nets): ``D_l`` (R, h_l, h_l) = ``W_l W_l^T - W_{l+1}^T W_{l+1}``, the
+      coordinate of the double rotation (Theorem 7).
+
+    ``degree`` is the activation's homogeneity degree (1 for linear and ReLU, beta for ``poly``).
+    The time-averaged residual of each law is exactly the drift of its coordinate over the
+    averaging window divided by ``eta^2 T`` (module docstring): these are what a drift test of a
+    balance law must watch.
+    """
+    w = obs["wsq"]
+    out = {"Q_layers": w[..., :-1] - degree * w[..., 1:]}
+    for key in obs:
+        if key.startswith("wgram_in_"):
+            layer = key[len("wgram_in_"):]
+            w_in, w_out = obs[key], obs[f"wgram_out_{layer}"]
+            diag = lambda m: torch.diagonal(m, dim1=-2, dim2=-1)  # noqa: E731
+            out[f"Q_neurons_{layer}"] = diag(w_in) - degree * diag(w_out)
+            if grams:
+                out[f"D_{layer}"] = w_in - w_out
+    return out
+
+
 def stationary_run(net, *, block_steps: int, max_steps: int, window: int = 4, average_blocks: int = 10,
-                   drift_keys=("gsq", "wsq"), progress=None) -> StationaryResult:
+                   drift_keys=("gsq", "wsq"), drift_of=None, drift_z: float = 4.0, drift_test: str = "halves",
+                   progress=None) -> StationaryResult:
     """Run ``net`` (an engine with ``run(n)``/``observe()``) to stationarity, then average.
 
-    Stationarity is detected on ``drift_keys`` only (the law's own observables); every
-    recorded observable is averaged. ``converged=False`` in the result when ``max_steps`` hit.
+    Stationarity is detected on ``drift_of(observables)`` (a dict of (R, ...) tensors: e.g. the
+    law's orbit coordinates, :func:`orbit_coordinates`) or, without it, on ``drift_keys``; the
+    test is :func:`numeric.stationary.stationary_average`'s (``window``, ``drift_z``,
+    ``drift_test``). Every recorded observable is averaged. ``converged=False`` in the result
+    when ``max_steps`` is hit.
     """
-    keep = {}
-
-    def observe():
-        obs = net.observe()
-        keep["last"] = obs
-        return obs
 
     def advance(n):
         net.run(n, progress=progress)
 
-    # stationary_average tests drift on every key it sees: hand it the drift keys only, and
-    # collect the other observables block by block alongside.
+    # stationary_average tests drift on every key it sees: hand it the drift observables only, and
+    # collect the recorded observables block by block alongside.
     blocks: list = []
 
     def observe_drift():
-        obs = observe()
+        obs = net.observe()
         blocks.append(obs)
-        return {k: obs[k] for k in drift_keys}
+        return drift_of(obs) if drift_of is not None else {k: obs[k] for k in drift_keys}
 
     res = stationary_average(advance, observe_drift, block_steps=block_steps, sample_every=block_steps,
-                             window=window, average_blocks=average_blocks, max_steps=max_steps)
+                             window=window, average_blocks=average_blocks, max_steps=max_steps, drift_z=drift_z,
+                             drift_test=drift_test)
     avg = blocks[-average_blocks:]
     per_run = {k: torch.stack([b[k] for b in avg]).mean(0) for k in avg[0]}
     res.per_run.update(per_run)
@@ -205,31 +245,74 @@ def stationary_run(net, *, block_steps: int, max_steps: int, window: int = 4, av
     return res
 
 
+def drift_window(average_blocks: int, t: float, z: float) -> int:
+    """Half-span ``w`` (blocks) of the trend test that licenses an average over ``average_blocks``
+    blocks for a law checked at Student-t quantile ``t``, with the test at ``z`` standard errors.
+
+    The law's residual is the drift of its orbit coordinate over the averaging window (module
+    docstring). Worst case, the coordinate moves like a random walk over the span (per-block
+    step ``s``): the least-squares slope over ``L`` blocks then has standard error
+    ``s sqrt(1.2 / L)``, and a drift just below the test's threshold moves the coordinate by
+    ``z s sqrt(1.2 / L) m`` over the ``m`` averaging blocks, while the verdict's standard error is
+    ``s sqrt(m)``. Keeping that bias within half the verdict's interval, ``t/2`` standard errors,
+    needs ``L >= 1.2 m (2 z / t)^2``; ``w = ceil(L / 2)``, at least 2.
+
+    >>> drift_window(10, t=6.0, z=2.5)
+    5
+    """
+    span = 1.2 * average_blocks * (2.0 * z / t) ** 2
+    return max(2, math.ceil(span / 2.0))
+
+
+DRIFT_Z = 2.5  # the trend test's threshold per component (a false "still drifting" only costs a block)
+
+
 def mlp_stationary(dims, activation: str, eta: float, gam: float = 0.0, *, n_runs: int = 64, batch: int = 1,
-                   noise_std: float = 0.5, teacher_scale: float = 1.0, beta: float = 2.0, seed: int = 0,
-                   device: str = "cpu", block_steps: int = 500, max_steps: int = 20_000, window: int = 3,
-                   average_blocks: int = 10, init_factors=None, init_scale: float = 1.0, burn_in: int = 0):
+                   noise_std: float = 0.5, teacher_scale: float = 1.0, teacher_snr: float | None = None,
+                   beta: float = 2.0, seed: int = 0, device: str = "cpu", block_steps: int = 500,
+                   max_steps: int = 20_000, average_blocks: int = 10, p: float, eta_margin: float,
+                   init_factors=None, init_scale: float = 1.0, burn_in: int = 0, start_at_teacher: bool = False,
+                   gram_drift: bool = False):
     """An MLPEnsemble run to stationarity (``stationary_run``) -> ``(net, result, first_block)``.
 
+    The learning rate is ``min(eta, limit / eta_margin)`` with ``limit`` gradient descent's
+    stability limit at the balanced teacher (:meth:`~numeric.deep_nets.MLPEnsemble.stability_limit`):
+    a teacher's curvature varies by orders of magnitude with its seed, and a fixed ``eta`` past
+    the limit diverges (never dropped: the run raises). ``result.eta`` and ``result.eta_limit``
+    record both. Stationarity is tested on the laws' orbit coordinates (:func:`orbit_coordinates`;
+    with ``gram_drift`` the full Gram coordinates of Theorem 7, linear nets) by a trend over
+    ``2 drift_window(average_blocks, t, DRIFT_Z)`` blocks, ``t`` the Student-t quantile of
+    ``n_runs`` runs at false-alarm probability ``p`` (the verdicts').
+
     ``first_block`` holds the per-run averages of the first ``block_steps`` steps (the balance
-    gap at the start of training). ``init_factors`` rescales the layers before the first step
-    (an imbalanced start on the symmetry orbit); ``burn_in`` steps run unrecorded after the
-    first block. Not cached: theorem modules share runs through ``theorems.cache.shared_run``.
+    gap at the start of training). ``start_at_teacher``: every run starts at the teacher moved to
+    equal layer norms (:meth:`~numeric.deep_nets.MLPEnsemble.balanced_teacher`: a global minimum
+    of the loss, weight-balanced, not gradient-balanced). ``init_factors`` rescales the layers before the
+    first step (an imbalanced start on the symmetry orbit); ``burn_in`` steps run unrecorded after
+    the first block. Not cached: theorem modules share runs through ``theorems.cache.shared_run``.
     """
     from .deep_nets import MLPEnsemble
 
-    net = MLPEnsemble([int(d) for d in dims], activation=activation, n_runs=n_runs, eta=float(eta), batch=batch,
-                      weight_decay=float(gam), noise_std=noise_std, teacher_scale=teacher_scale, beta=beta, seed=seed,
-                      device=device, init_scale=init_scale)
+    kw = dict(activation=activation, batch=batch, weight_decay=float(gam), noise_std=noise_std,
+              teacher_scale=teacher_scale, teacher_snr=teacher_snr, beta=beta, seed=seed, device=device,
+              init_scale=init_scale)
+    dims = [int(d) for d in dims]
+    limit = MLPEnsemble(dims, n_runs=1, eta=float(eta), **kw).stability_limit()  # the same teacher (drawn first)
+    net = MLPEnsemble(dims, n_runs=n_runs, eta=min(float(eta), limit / eta_margin), **kw)
+    if start_at_teacher:
+        net.load_weights([W[0] for W in net.balanced_teacher()])
     if init_factors is not None:
         net.rescale_layers(init_factors)
     net.run(block_steps)  # the first block: the balance gap at the start of training
     first = net.observe()
-    # Unrecorded burn-in: the drift test cannot see a slow exponential tail, and any leftover
-    # relaxation of Q biases the law by exactly (Q_end - Q_start) / (eta^2 T).
+    # Unrecorded burn-in: any leftover relaxation of Q biases the law by exactly (Q_end - Q_start) / (eta^2 T).
     net.run(burn_in, record=False)
+    degree = beta if activation == "poly" else 1.0
+    window = drift_window(average_blocks, t_quantile(n_runs, p), DRIFT_Z)
     res = stationary_run(net, block_steps=block_steps, max_steps=max_steps, window=window,
-                         average_blocks=average_blocks)
+                         average_blocks=average_blocks, drift_test="trend", drift_z=DRIFT_Z,
+                         drift_of=lambda obs: orbit_coordinates(obs, degree, grams=gram_drift))
+    res.eta, res.eta_limit, res.drift_window = net.eta, limit, window
     return net, res, first
 
 

@@ -95,7 +95,12 @@ class MLPEnsemble(EnsembleSGD):
 
     ``dims = [d_in, h_1, ..., h_{D-1}, d_out]`` (D = ``len(dims) - 1`` layers). The teacher
     has the same widths and activation unless ``teacher_dims`` (same d_in, d_out) is given.
-    ``init_scale``: each student entry has std ``init_scale / sqrt(fan_in)``. Seeding, the
+    ``init_scale``: each student entry has std ``init_scale / sqrt(fan_in)``. ``teacher_snr``:
+    when given, every teacher layer is rescaled by one common factor so that the teacher's output
+    power ``E|f_T(x)|^2`` is ``teacher_snr`` times the label-noise power ``d_out noise_std^2``
+    (a random teacher's output power otherwise varies over orders of magnitude from seed to
+    seed: a teacher far below the noise leaves the student's weights nearly free, and the SGD
+    runs drift instead of reaching a stationary state). Seeding, the
     SGD step, divergence errors and ``run``/``observe`` are :class:`~numeric.ensemble.EnsembleSGD`'s.
     """
 
@@ -111,6 +116,7 @@ class MLPEnsemble(EnsembleSGD):
     teacher_dims: Sequence[int] | None = None
     teacher_scale: float = 1.0
     init_scale: float = 1.0
+    teacher_snr: float | None = None
     seed: int = 0
     device: "str | torch.device | None" = "auto"
     dtype: torch.dtype = torch.float64
@@ -142,6 +148,10 @@ class MLPEnsemble(EnsembleSGD):
         if tdims[0] != self.dims[0] or tdims[-1] != self.dims[-1]:
             raise InputError(f"teacher dims {tdims} must share d_in and d_out with the student {self.dims}")
         self.teacher = [self.randn(1, o, i) * (self.teacher_scale / np.sqrt(i)) for i, o in zip(tdims[:-1], tdims[1:])]
+        if self.teacher_snr is not None:
+            check_positive("teacher_snr", self.teacher_snr)
+            check_positive("noise_std", self.noise_std)
+            self.teacher = self._normalised_teacher(self.teacher, float(self.teacher_snr))
         self.weights = [self.randn(self.n_runs, o, i) * (self.init_scale / np.sqrt(i))
                         for i, o in zip(self.dims[:-1], self.dims[1:])]
 
@@ -213,6 +223,63 @@ class MLPEnsemble(EnsembleSGD):
         return obs
 
     # ------------------------------------------------------------------------ utilities
+    def _degree(self, depth: int) -> float:
+        """Homogeneity degree of ``f`` in a common scale of all its layers: ``sum_k beta^k``."""
+        b = self.beta if self.activation == "poly" else 1.0
+        return float(sum(b**k for k in range(depth)))
+
+    def _normalised_teacher(self, teacher: list, snr: float) -> list:
+        """``teacher`` with every layer scaled by one factor so that ``E|f_T|^2 = snr d_out noise^2``,
+        the power measured on 8192 inputs from a generator of its own (the runs' stream is untouched)."""
+        gen = torch.Generator(device=self.device).manual_seed(int(self.seed) + 1)
+        if self._data is None:
+            x = torch.randn(1, 8192, self.dims[0], generator=gen, device=self.device, dtype=self.dtype)
+            if self.inputs == "sphere":
+                x = x * (self.dims[0] ** 0.5 / x.norm(dim=-1, keepdim=True))
+        else:
+            x = self._data[torch.randint(0, self._data.shape[0], (1, 8192), generator=gen, device=self.device)]
+        power = float(mlp_forward(teacher, x, self.activation, self.beta).pow(2).sum(-1).mean())
+        if not power > 0:
+            raise InputError("the teacher's output is identically zero: no signal to normalise")
+        a = (snr * self.dims[-1] * self.noise_std**2 / power) ** (1.0 / (2.0 * self._degree(len(teacher))))
+        return [W * a for W in teacher]
+
+    def balanced_teacher(self) -> list:
+        """The teacher moved along its layer-rescaling orbit to equal layer norms (the same function
+        for linear and ReLU nets; the weight-balanced point the eta -> 0 law selects). A ``poly``
+        net's orbit rescales by ``beta`` powers: its teacher is returned as drawn."""
+        if self.activation == "poly":
+            return [W.clone() for W in self.teacher]
+        norms = torch.stack([W.norm() for W in self.teacher])
+        mean = norms.log().mean().exp()
+        return [W * (mean / n) for W, n in zip(self.teacher, norms)]
+
+    def stability_limit(self, n_samples: int = 512) -> float:
+        """Gradient descent's stability limit ``2 / lambda_max(E[H])`` of the loss at the balanced
+        teacher (:meth:`balanced_teacher`, where the runs settle), ``E`` over ``n_samples`` noisy
+        samples drawn from a generator of its own. Batch-1 SGD needs a margin below it."""
+        from torch.func import hessian, vmap
+
+        T = [W[0] for W in self.balanced_teacher()]
+        shapes, sizes = [W.shape for W in T], [W.numel() for W in T]
+        gen = torch.Generator(device=self.device).manual_seed(int(self.seed) + 2)
+        x = torch.randn(int(n_samples), self.dims[0], generator=gen, device=self.device, dtype=self.dtype)
+        if self.inputs == "sphere":
+            x = x * (self.dims[0] ** 0.5 / x.norm(dim=-1, keepdim=True))
+        elif self._data is not None:
+            x = self._data[torch.randint(0, self._data.shape[0], (int(n_samples),), generator=gen, device=self.device)]
+        y = mlp_forward([W[None] for W in T], x[None], self.activation, self.beta)[0]
+        y = y + self.noise_std * torch.randn(y.shape, generator=gen, device=self.device, dtype=self.dtype)
+        act, beta = self.activation, self.beta
+
+        def loss(p, xb, yb):
+            ws = [c.reshape(sh)[None] for c, sh in zip(torch.split(p, sizes), shapes)]
+            return (mlp_forward(ws, xb[None, None], act, beta)[0, 0] - yb).pow(2).sum()
+
+        p = torch.cat([W.reshape(-1) for W in T])
+        H = vmap(hessian(loss), in_dims=(None, 0, 0))(p, x, y).mean(0)
+        return 2.0 / float(torch.linalg.eigvalsh((H + H.T) / 2).max())
+
     def population_loss(self, n_samples: int = 4096) -> torch.Tensor:
         """Monte-Carlo ``E l`` per run on ``n_samples`` fresh samples (R,)."""
         with torch.no_grad():

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from core.errors import DivergenceError, InputError
 from numeric.attention import AttentionEnsemble, attention_forward
-from numeric.balance import gram_law, law_check, sgd_balance_coefficient, entropic_balance_coefficient, t_quantile
+from numeric.balance import (drift_window, entropic_balance_coefficient, gram_law, law_check, orbit_coordinates,
+                              sgd_balance_coefficient, t_quantile)
 from numeric.deep_nets import MLPEnsemble
 
 
@@ -29,17 +30,17 @@ def test_autograd_batch_gradient_equals_mean_of_torch_func_per_sample(depth, wid
 def test_law_check_detects_a_real_gap():
     g = torch.Generator().manual_seed(0)
     lhs = 1.0 + 0.01 * torch.randn(32, generator=g, dtype=torch.float64)
-    assert law_check(lhs, torch.ones(32, dtype=torch.float64)).consistent
-    assert not law_check(lhs + 0.1, torch.ones(32, dtype=torch.float64)).consistent
+    assert law_check(lhs, torch.ones(32, dtype=torch.float64), p=1e-7).consistent
+    assert not law_check(lhs + 0.1, torch.ones(32, dtype=torch.float64), p=1e-7).consistent
 
 
 def test_law_check_rejects_bad_input():
     with pytest.raises(InputError, match="one value per run"):
-        law_check(torch.ones(3), torch.ones(4))
+        law_check(torch.ones(3), torch.ones(4), p=1e-7)
     with pytest.raises(InputError, match="non-finite"):
-        law_check(torch.tensor([1.0, float("nan")]), torch.ones(2))
+        law_check(torch.tensor([1.0, float("nan")]), torch.ones(2), p=1e-7)
     with pytest.raises(InputError, match=">= 2 runs"):
-        t_quantile(1)
+        t_quantile(1, 1e-7)
 
 
 def test_coefficients_agree_to_first_order():
@@ -51,8 +52,8 @@ def test_gram_law_zero_and_nonzero():
     g = torch.Generator().manual_seed(1)
     A = torch.randn(16, 3, 3, generator=g, dtype=torch.float64)
     M = A @ A.transpose(-1, -2)
-    assert gram_law(M, M)["relative_gap"] == 0.0
-    assert not gram_law(M + 5 * torch.eye(3), M)["all_entries_consistent"]
+    assert gram_law(M, M, p=1e-7)["relative_gap"] == 0.0
+    assert not gram_law(M + 5 * torch.eye(3), M, p=1e-7)["all_entries_consistent"]
 
 
 def test_engine_input_errors():
@@ -138,3 +139,103 @@ def test_attention_symmetry_numerically(seed):
     out0 = attention_forward(WQ, WK, WV, X)
     out1 = attention_forward(torch.linalg.inv(E) @ WQ, E @ WK, WV, X)
     assert torch.allclose(out0, out1, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------- the balance comparisons against counterexamples
+from theorems.settings.balance import P_LAW  # noqa: E402
+from theorems.tolerances import t_quantile as policy_t  # noqa: E402
+
+
+def _runs(R, mean, sd, seed):
+    g = torch.Generator().manual_seed(seed)
+    return mean + sd * torch.randn(R, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("R", [32, 64])
+def test_law_interval_is_the_policy_quantile_and_rejects_an_offset_beyond_it(R):
+    """A paired residual offset by (t + 3) standard errors fails; a null one passes. The interval is
+    the suite's Student-t quantile at P_COMPARISON, one comparison per component (no Bonferroni)."""
+    rhs = torch.ones(R, dtype=torch.float64)
+    null = _runs(R, 1.0, 0.05, seed=R)
+    c = law_check(null, rhs, p=P_LAW)
+    assert abs(c.t_factor - policy_t(R)) < 1e-9
+    assert c.consistent
+    se = c.halfwidth / c.t_factor
+    shifted = null - float(null.mean()) + 1.0 + (c.t_factor + 3.0) * se  # same spread, offset mean
+    assert not law_check(shifted, rhs, p=P_LAW).consistent
+
+
+def test_gram_law_rejects_one_entry_offset_beyond_its_interval():
+    g = torch.Generator().manual_seed(5)
+    R, h = 32, 2
+    A = torch.randn(R, h, 3, generator=g, dtype=torch.float64)
+    gram = A @ A.transpose(-1, -2)
+    noise = 0.05 * torch.randn(R, h, h, generator=g, dtype=torch.float64)
+    other = gram + (noise + noise.transpose(-1, -2)) / 2
+    law = gram_law(gram, other, p=P_LAW)
+    assert law["all_entries_consistent"] and abs(law["t"] - policy_t(R)) < 1e-9
+    d = (gram - other)[:, 0, 1]
+    bump = torch.zeros(h, h, dtype=torch.float64)
+    bump[0, 1] = bump[1, 0] = float(d.mean()) + (law["t"] + 3) * float(d.std()) / R**0.5
+    assert not gram_law(gram - bump, other, p=P_LAW)["all_entries_consistent"]
+
+
+def test_orbit_coordinates_drift_is_the_law_residual():
+    """Summed over a window, eta^2 G - 4 eta gam (1 - eta gam) Q equals the change of Q: the layer and
+    neuron coordinates' drift over T steps is the time-averaged residual times eta^2 T."""
+    net = MLPEnsemble([3, 4, 4, 2], activation="relu", n_runs=3, eta=0.02, seed=1, device="cpu")
+    q0 = orbit_coordinates({"wsq": torch.stack([W.pow(2).sum((-1, -2)) for W in net.weights], -1),
+                            **_weight_grams(net)})
+    net.run(50)
+    obs = net.observe()
+    q1 = orbit_coordinates({"wsq": torch.stack([W.pow(2).sum((-1, -2)) for W in net.weights], -1),
+                            **_weight_grams(net)})
+    G = obs["gsq"][:, :-1] - obs["gsq"][:, 1:]
+    assert torch.allclose(q1["Q_layers"] - q0["Q_layers"], 0.02**2 * 50 * G, rtol=1e-9, atol=1e-12)
+    Gn = torch.diagonal(obs["gram_in_1"], dim1=-2, dim2=-1) - torch.diagonal(obs["gram_out_1"], dim1=-2, dim2=-1)
+    assert torch.allclose(q1["Q_neurons_1"] - q0["Q_neurons_1"], 0.02**2 * 50 * Gn, rtol=1e-9, atol=1e-12)
+
+
+def _weight_grams(net):
+    out = {}
+    for i in range(1, net.depth):
+        W_in, W_out = net.weights[i - 1], net.weights[i]
+        out[f"wgram_in_{i}"] = W_in @ W_in.transpose(-1, -2)
+        out[f"wgram_out_{i}"] = W_out.transpose(-1, -2) @ W_out
+    return out
+
+
+def test_drift_window_bounds_the_bias_of_an_undetected_random_walk_drift():
+    """The derivation behind drift_window: a random walk's least-squares slope over L blocks has
+    variance 1.2 s^2 / L; the window keeps z sd(slope) m within t/2 of sd(Q_end - Q_start) = s sqrt(m)."""
+    rng = np.random.default_rng(0)
+    L = 400
+    x = rng.standard_normal((20000, L)).cumsum(1)
+    t = np.arange(L) - (L - 1) / 2
+    slopes = (x - x.mean(1, keepdims=True)) @ t / (t @ t)
+    assert abs(slopes.var() * L / 1.2 - 1) < 0.05
+    for m, t_q in ((10, 6.0), (26, 6.9), (10, 6.9)):
+        w = drift_window(m, t_q, z=2.5)
+        assert 2.5 * (1.2 / (2 * w)) ** 0.5 * m <= t_q / 2 * m**0.5 + 1e-12
+
+
+def test_mlp_stability_limit_caps_the_learning_rate():
+    """A sharper teacher has a lower gradient-descent limit; mlp_stationary's eta stays below a quarter of it."""
+    from numeric.balance import mlp_stationary
+
+    soft = MLPEnsemble([3, 4, 2], activation="linear", n_runs=1, seed=0, device="cpu", teacher_scale=1.0)
+    sharp = MLPEnsemble([3, 4, 2], activation="linear", n_runs=1, seed=0, device="cpu", teacher_scale=3.0)
+    assert sharp.stability_limit() < soft.stability_limit()
+    _, res, _ = mlp_stationary((3, 4, 2), "linear", 10.0, n_runs=4, teacher_scale=3.0, seed=0, p=1e-7, eta_margin=4.0,
+                               block_steps=50, max_steps=200, average_blocks=2)
+    assert res.eta <= res.eta_limit / 4 + 1e-15 and res.eta < 10.0
+
+
+def test_teacher_snr_sets_the_output_power():
+    from numeric.deep_nets import mlp_forward
+
+    for act in ("relu", "linear"):
+        net = MLPEnsemble([4, 5, 5, 2], activation=act, n_runs=1, seed=3, device="cpu", teacher_snr=2.0, noise_std=0.5)
+        x, _ = net.sample(20000)
+        power = float(mlp_forward(net.teacher, x, act).pow(2).sum(-1).mean())
+        assert abs(power / (2.0 * 2 * 0.25) - 1) < 0.05

@@ -1,5 +1,5 @@
 """Tests of numeric.minibatch_noise: per-sample gradients, the noise split on sampled batches
-(CLT bounds, z = 5.3 so each check fails with probability < 1e-6), and input errors."""
+(CLT bounds at the suite's z, theorems.tolerances.Z), and input errors."""
 
 import pytest
 import torch
@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import InputError
+from theorems.tolerances import Z
 from numeric.minibatch_noise import (gradient_moments, noise_split, per_sample_gradients,
                                      sample_batch_grad_sq, tanh_mlp_per_sample)
 
@@ -38,18 +39,30 @@ def test_full_batch_without_replacement_has_no_noise():
 @given(seed=st.integers(0, 10**6), batch=st.integers(1, 8), replace=st.booleans())
 def test_noise_split_within_clt_bound(seed, batch, replace):
     loss, th, X, y = _problem(seed)
-    r = noise_split(loss, th, X, y, batch, n_batches=3000, seed=seed + 1, replace=replace)
+    r = noise_split(loss, th, X, y, batch, n_batches=3000, seed=seed + 1, replace=replace, z=Z)
     assert abs(r["measured"] - r["predicted"]) <= r["bound"], r
+
+
+def test_noise_split_bound_rejects_a_prediction_a_few_errors_off():
+    """The CLT comparison fails when the prediction is off by the bound plus 3 standard errors
+    (e.g. the 1/B law applied without replacement, which is off by far more)."""
+    loss, th, X, y = _problem(4)
+    r = noise_split(loss, th, X, y, 4, n_batches=4000, seed=5, z=Z)
+    assert abs(r["measured"] - r["predicted"]) <= r["bound"] and r["bound"] == Z * r["se"]
+    assert abs(r["measured"] - (r["predicted"] + r["bound"] + 3 * r["se"])) > r["bound"]
+    wo = noise_split(loss, th, X, y, 4, n_batches=4000, seed=5, replace=False, z=Z)
+    one_over_b = wo["grad_L_sq"] + wo["trace_sigma"] / 4
+    assert abs(wo["measured"] - one_over_b) > wo["bound"]
 
 
 def test_bad_inputs_are_named():
     loss, th, X, y = _problem(2)
     with pytest.raises(InputError, match="exceeds the data set size"):
-        noise_split(loss, th, X, y, batch=50, n_batches=10, replace=False)
+        noise_split(loss, th, X, y, batch=50, n_batches=10, replace=False, z=Z)
     with pytest.raises(InputError, match="must be"):
-        noise_split(loss, th, X, y[:-1], batch=2, n_batches=10)
+        noise_split(loss, th, X, y[:-1], batch=2, n_batches=10, z=Z)
     with pytest.raises(InputError, match="n_batches"):
-        noise_split(loss, th, X, y, batch=2, n_batches=1)
+        noise_split(loss, th, X, y, batch=2, n_batches=1, z=Z)
     with pytest.raises(InputError, match="hidden"):
         tanh_mlp_per_sample(0, 2)
     with pytest.raises(InputError, match="non-finite"):

@@ -136,3 +136,44 @@ def test_a_short_ladder_is_refused():
         fit_eta_ladder([0.02, 0.01, 0.01], [[1.0]] * 3, [[0.1]] * 3)
     with pytest.raises(InputError, match="no degree of freedom"):
         fit_eta_ladder([0.02, 0.01, 0.005], [[1.0]] * 3, [[0.1]] * 3, order=2)
+
+
+# ------------------------------------------------------------- the drift test against a drift
+from numeric.stationary import _drift_ok  # noqa: E402
+
+
+def _blocks(R, n_blocks, drift_per_block, seed, phi=0.9, block=40):
+    """Block means of R AR(1) runs (stationary sd ~2.3) plus a common linear drift per block."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(R, dtype=torch.float64)
+    out = []
+    for b in range(n_blocks):
+        acc = torch.zeros(R, dtype=torch.float64)
+        for _ in range(block):
+            x = phi * x + torch.randn(R, generator=g, dtype=torch.float64)
+            acc += x
+        out.append({"x": acc / block + drift_per_block * b})
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_trend_test_rejects_a_drifting_series_and_accepts_a_stationary_one(seed):
+    # a drift of 0.3 per block (6 over the span) against block means of sd ~1.5
+    assert not _drift_ok(_blocks(32, 20, 0.3, seed), window=10, z=2.5, test="trend")
+    assert _drift_ok(_blocks(32, 20, 0.0, seed + 10), window=10, z=4.0, test="trend")
+
+
+def test_a_slow_drift_passes_a_short_halves_test_but_not_a_long_trend():
+    """What a short two-halves window at z = 4 lets through (the old balance-run setting: 3 + 3
+    blocks), a trend over 2 x 10 blocks at z = 2.5 catches: the drift is small per block but adds up
+    over an averaging window of 10 blocks."""
+    blocks = _blocks(32, 20, 0.06, seed=7)
+    assert _drift_ok(blocks, window=3, z=4.0, test="halves")
+    assert not _drift_ok(blocks, window=10, z=2.5, test="trend")
+
+
+def test_trend_test_with_one_run_and_bad_option():
+    assert not _drift_ok(_blocks(1, 40, 0.5, 3), window=20, z=3.0, test="trend")
+    assert _drift_ok(_blocks(1, 40, 0.0, 4), window=20, z=4.0, test="trend")
+    with pytest.raises(InputError, match="drift_test"):
+        stationary_average(lambda n: None, lambda: {}, block_steps=1, max_steps=1, drift_test="linear")

@@ -167,3 +167,60 @@ def test_divergence_is_reported():
 
 def test_undecided_is_an_error_type():
     assert issubclass(Undecided, RuntimeError)
+
+
+# ------------------------------------------------------------ orbit minimiser and its accuracy
+from numeric.orbit import newton_polish, orbit_minimiser, orbit_minimum  # noqa: E402
+from theorems.tolerances import student_t  # noqa: E402
+
+
+@given(a=st.floats(0.05, 20.0), b=st.floats(0.05, 20.0), c=st.floats(0.0, 3.0))
+def test_newton_polish_reaches_a_known_convex_minimum(a, b, c):
+    """phi(lam) = a e^{2 lam} + b e^{-2 lam} + c lam^2 is convex; with c = 0 its minimiser is
+    ln(b/a)/4. The polished minimiser is within its own error bound of the true one, which is at
+    float64 resolution; Brent's bracket alone is far coarser."""
+    phi = lambda lam: a * torch.exp(2 * lam) + b * torch.exp(-2 * lam) + c * lam**2  # noqa: E731
+    m = orbit_minimum(phi, -6.0, 6.0)
+    if c == 0:
+        truth = math.log(b / a) / 4
+    else:  # the root of phi', bracketed and refined to round-off by bisection in exact float64 steps
+        dphi = lambda t: 2 * a * math.exp(2 * t) - 2 * b * math.exp(-2 * t) + 2 * c * t  # noqa: E731
+        lo, hi = -6.0, 6.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if dphi(mid) < 0 else (lo, mid)
+        truth = (lo + hi) / 2
+    assert abs(m.lam - truth) <= m.lam_error + 4 * EPS * (1 + abs(truth)), (m, truth)
+    assert m.lam_error <= 1e-12 * (1 + abs(truth))
+    assert abs(m.slope) <= m.curvature * m.lam_error
+
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def test_newton_polish_stops_on_round_off_and_on_non_convexity():
+    # quadratic: one step is exact, the next step is round-off and the polish stops
+    lam, s1, s2, step, taken = newton_polish(lambda t: 3.0 * (t - 0.7) ** 2, 0.0)
+    assert abs(lam - 0.7) <= 4 * EPS and len(taken) <= 3 and s2 > 0
+    # concave: no Newton step is taken
+    lam, _, s2, _, taken = newton_polish(lambda t: -(t**2), 0.3)
+    assert lam == 0.3 and taken == () and s2 < 0
+    # on top of a large constant Brent's search (values only) stops about sqrt(eps |phi| / phi'')
+    # short of the minimum; Newton on autograd derivatives does not see the constant
+    phi = lambda t: 1e3 + torch.cosh(2 * (t - 0.3))  # noqa: E731
+    assert abs(orbit_minimiser(lambda t: float(phi(torch.tensor(t))), -1, 1, tol=1e-14) - 0.3) > 1e-9
+    m = orbit_minimum(phi, -1.0, 1.0)
+    assert abs(m.lam - 0.3) <= m.lam_error <= 1e-14
+
+
+def test_ratio_interval_rejects_a_ratio_a_few_errors_off():
+    """Theorem 4's comparison (ratio of ensemble means, delta-method standard error, Student-t over
+    the runs): runs whose ratio is truly r pass at r and fail at r shifted by the bound + 3 se."""
+    g = torch.Generator().manual_seed(3)
+    R = 48
+    den = 2.0 + 0.3 * torch.randn(R, generator=g, dtype=torch.float64)
+    num = 0.97 * den + 0.05 * torch.randn(R, generator=g, dtype=torch.float64)
+    r, se = ratio_with_stderr(num, den)
+    b = student_t(se, R)
+    assert abs(r - 0.97) <= b.value
+    assert abs(r - (0.97 + b.value + 3 * se)) > b.value

@@ -24,7 +24,7 @@ along training $T(\theta_t) = T(\hat\theta_t)/\|\theta_t\|^2$ falls while $\|\th
 With weight decay the norm equilibrates instead: the exact step law
 $\|\theta'\|^2 = (1-2\eta\gamma)^2\|\theta\|^2 + \eta^2\|g\|^2$ gives
 $\eta\mathbb E\|g\|^2 = 4\gamma(1-\eta\gamma)\mathbb E\|\theta\|^2$ (Theorem 4's SGD law, $A = I$),
-measured with a CLT bound ($z = 5.33$).
+measured with a Student-t bound over the runs (``theorems.tolerances``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from numeric.normalised_linear import NormalisedLinear, normalised_sharpness
 from symbolic.symmetry import gradient, is_exponential_symmetry, is_identically_zero
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.symmetry import scale_invariant_run
-from theorems.tolerances import EPS64
+from theorems.tolerances import EPS64, student_t
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "B1"
@@ -181,9 +181,9 @@ def check_weight_decay_equilibrium(ctx: Context, eta: float = 0.1, gamma: float 
     den = 4 * gamma * rec["n0"].mean(0)
     r = num / den
     m, se = float(r.mean()), float(r.std() / math.sqrt(R))
+    b = student_t(se, R, what="standard error of the per-run time-average ratios")
     return Verdict(THEOREM, f"weight decay gam={gamma:g}, eta={eta:g}: eta E|g|^2 / (4 gam E|theta|^2) = 1 - eta gam",
-                   predicted=1 - eta * gamma, measured=m, tolerance=5.33 * se,
-                   tolerance_source="CLT over runs (per-run time-average ratios), z = 5.33",
+                   predicted=1 - eta * gamma, measured=m, tolerance=b.value, tolerance_source=b.source,
                    criteria=[Criterion.holds("every step obeys the weight-decay norm law within float64 round-off",
                                              step_ok, "Higham gamma_{n+4} x un-cancelled size")],
                    details={"Eq. 4 (1 + eta gam) predicts": 1 + eta * gamma, "se": se,

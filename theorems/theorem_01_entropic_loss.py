@@ -22,7 +22,8 @@ its log-log slope must be $k+2$. The gap has the derived expansion $\eta^{k+2}u 
 ($u = f_{k+1}$), which gives (i) the slope tolerance (next-order relative size + Richardson
 RK4 error + float64 round-off, propagated through the least-squares slope) and (ii) a check of
 the leading constant $u$. $c_n$ is read off the $\Lambda^2$ gap and Richardson-extrapolated.
-The noise split is measured on sampled minibatches with a CLT bound ($z = 5.3$).
+The noise split is measured on sampled minibatches with a CLT bound at the suite's normal
+quantile (``theorems.tolerances.Z``: tens of thousands of independent batches).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from hypothesis import strategies as st
 
 from numeric import modified_flow as mf
 from numeric.device import resolve_device
-from numeric.minibatch_noise import Z_CLT, noise_split, one_over_b_law
+from numeric.minibatch_noise import noise_split, one_over_b_law
 from symbolic import backward_error as be
 from symbolic import stochastic as sto
 from theorems.checks import check, pytest_cases, slow_case, verifier
 from theorems.settings.entropic_loss import (BEA_CASES, MATRIX_LR_ORDERS, SEED_MATRIX, SEED_SCALAR, SEED_SECOND_ORDER,
                                              bea_fit, bea_orders, cn_preconditioner, matrix_lr_P, noise_problem,
                                              second_order_fit)
+from theorems.tolerances import Z, clt
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "1"
@@ -258,7 +260,8 @@ def check_cn_numeric(ctx: Context, dim: int = 3) -> list[Verdict]:
 def check_noise_split_numeric(ctx: Context, batch: int, replace: bool = True) -> Verdict:
     """On sampled minibatches E_B|grad l_B|^2 = |grad L|^2 + Tr Cov(grad l_B) (CLT bound)."""
     loss, th, X, y = noise_problem(ctx.seed, ctx.device)
-    r = noise_split(loss, th, X, y, batch, ctx.pick(20000, 200000), seed=ctx.seed + 1, replace=replace)
+    r = noise_split(loss, th, X, y, batch, ctx.pick(20000, 200000), seed=ctx.seed + 1, replace=replace, z=Z)
+    bound = clt(r["se"], f"standard error over {r['n_batches']} batches")
     law = "1/B" if replace else "(N-B)/(B(N-1))"
     if not replace:  # how far the (wrong here) 1/B law is, in standard errors
         naive = r["grad_L_sq"] + r["trace_sigma"] / batch
@@ -266,7 +269,7 @@ def check_noise_split_numeric(ctx: Context, batch: int, replace: bool = True) ->
     return Verdict(THEOREM, f"E_B|grad l_B|^2 = |grad L|^2 + Tr Cov, B={batch}, "
                             f"{'with' if replace else 'without'} replacement ({law})",
                    symbolic=f"|grad L|^2 + Tr Sigma * {law}", predicted=r["predicted"], measured=r["measured"],
-                   tolerance=r["bound"], tolerance_source=f"CLT: z={Z_CLT} x standard error over {r['n_batches']} batches",
+                   tolerance=bound.value, tolerance_source=bound.source,
                    paper="supports", details=r)
 
 
@@ -274,10 +277,10 @@ def check_noise_split_numeric(ctx: Context, batch: int, replace: bool = True) ->
 def check_one_over_b(ctx: Context) -> Verdict:
     """Tr Cov(grad l_B) falls like 1/B (with replacement): its log-log slope in B is -1."""
     loss, th, X, y = noise_problem(ctx.seed, ctx.device)
-    law = one_over_b_law(loss, th, X, y, n_batches=ctx.pick(40000, 200000), seed=ctx.seed + 7)
+    law = one_over_b_law(loss, th, X, y, n_batches=ctx.pick(40000, 200000), seed=ctx.seed + 7, z=Z)
     return Verdict(THEOREM, "Tr Cov(grad l_B) ~ 1/B (with replacement): log-log slope -1",
                    symbolic="Tr Cov = Tr Sigma / B", predicted=-1.0, measured=law["slope"], tolerance=law["slope_tol"],
-                   tolerance_source=f"CLT bounds (z={Z_CLT}) per B propagated through the LS slope",
+                   tolerance_source=f"CLT bounds (z = {Z:.2f} x standard error) per B propagated through the LS slope",
                    paper="supports", details=dict(batches=law["batches"], trace_cov=law["trace_cov"]))
 
 
