@@ -117,9 +117,10 @@ def _drift_ok(blocks: list, window: int, z: float, test: str = "halves") -> bool
 
 
 def stationary_average(
-    advance: Callable[[int], None],
-    observe: Callable[[], Observables],
+    advance: Callable[[int], None] | None,
+    observe: Callable[[], Observables] | None,
     *,
+    accumulate: Callable[[int, int], Observables] | None = None,
     block_steps: int,
     window: int = 5,
     average_blocks: int = 10,
@@ -131,19 +132,39 @@ def stationary_average(
 ) -> StationaryResult:
     """Run ``advance`` until ``observe()`` is stationary, then time- and ensemble-average.
 
-    ``observe()`` returns tensors of shape (R, ...) (R independent runs). ``drift_z = 4``
+    ``observe()`` returns tensors of shape (R, ...) (R independent runs). Instead of
+    ``advance`` and ``observe``, an engine that averages its observables itself passes
+    ``accumulate(n_steps, sample_every)`` (e.g. ``run_accumulate`` of the linear engines):
+    it advances one block and returns the per-run block averages, so that a block never
+    returns to Python per sample. ``drift_z = 4``
     makes a false "still drifting" verdict rare across many components, while a real drift
     larger than 4 standard errors keeps the runs going (a false alarm only costs a block).
     """
     if block_steps < sample_every:
         raise InputError("block_steps must be at least sample_every")
+    if (accumulate is None) == (advance is None or observe is None):
+        raise InputError("pass either advance and observe, or accumulate (not both)")
     if drift_test not in DRIFT_TESTS:
         raise InputError(f"drift_test must be one of {DRIFT_TESTS}, got {drift_test!r}")
     blocks: list = []
     steps = 0
 
+    def require_finite(obs: Observables) -> None:
+        for k, v in obs.items():
+            if not bool(torch.isfinite(v).all()):  # a NaN mean must never be reported as converged
+                bad = torch.nonzero(~torch.isfinite(v.reshape(v.shape[0], -1)).all(-1)).flatten().tolist()
+                raise DivergenceError(f"observable {k!r} became non-finite after {steps} steps (runs {bad[:8]})")
+
     def one_block():
         nonlocal steps
+        if accumulate is not None:
+            n_block = (block_steps // sample_every) * sample_every
+            obs = accumulate(n_block, sample_every)
+            steps += n_block
+            if progress is not None:
+                progress(n_block)
+            require_finite(obs)
+            return obs
         acc: Observables = {}
         n = 0
         for _ in range(block_steps // sample_every):
@@ -152,10 +173,8 @@ def stationary_average(
             if progress is not None:
                 progress(sample_every)
             obs = observe()
+            require_finite(obs)
             for k, v in obs.items():
-                if not bool(torch.isfinite(v).all()):  # a NaN mean must never be reported as converged
-                    bad = torch.nonzero(~torch.isfinite(v.reshape(v.shape[0], -1)).all(-1)).flatten().tolist()
-                    raise DivergenceError(f"observable {k!r} became non-finite after {steps} steps (runs {bad[:8]})")
                 acc[k] = acc[k] + v if k in acc else v.clone()
             n += 1
         return {k: v / n for k, v in acc.items()}
