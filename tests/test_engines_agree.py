@@ -229,11 +229,11 @@ def test_naive_rejects_bad_input():
 
 
 # ------------------------------------------------------------------ the factory
-def test_factory_picks_batched_on_cpu_and_refuses_forced_fused():
+def test_factory_never_picks_the_gpu_kernel_on_cpu_and_refuses_forced_fused():
     t = _teacher()
     ens = linear_ensemble(t, [6], 4, 0.01, device="cpu")
-    assert type(ens) is LinearEnsemble
-    assert choose_engine(t, [6], 4, device="cpu") == ("batched", "not a CUDA device")
+    assert type(ens).__name__ in ("FusedCPULinearEnsemble", "LinearEnsemble")  # the CPU auto engine
+    assert choose_engine(t, [6], 4, device="cpu", cpu_engine="batched") == ("batched", "not a CUDA device")
     with pytest.raises(InputError, match="fused engine does not apply"):
         linear_ensemble(t, [6], 4, 0.01, device="cpu", engine="fused")
     with pytest.raises(InputError, match="engine must be one of"):

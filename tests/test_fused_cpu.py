@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -262,10 +264,15 @@ def test_factory_switch_and_fallbacks(monkeypatch):
     t = _teacher()
     monkeypatch.delenv(engine.CPU_ENGINE_ENV, raising=False)
     monkeypatch.setattr(engine, "_CPU_AUTO", [None])
-    assert engine.cpu_auto_engine() == "batched"  # off unless selected
+    assert engine.cpu_auto_engine() == "fused-cpu" and not engine.cpu_engine_named()  # the default
+    monkeypatch.setattr(engine, "fused_cpu_self_check", lambda dtype: None)
+    assert type(engine.linear_ensemble(t, [6], 4, 0.01, device="cpu")) is FusedCPULinearEnsemble
+    with warnings.catch_warnings():  # by default, a problem the kernel cannot take falls back silently
+        warnings.simplefilter("error")
+        assert type(engine.linear_ensemble(t, [6, 6, 6, 6], 4, 0.01, device="cpu")) is LinearEnsemble
+    monkeypatch.setenv(engine.CPU_ENGINE_ENV, "batched")
     assert type(engine.linear_ensemble(t, [6], 4, 0.01, device="cpu")) is LinearEnsemble
     monkeypatch.setenv(engine.CPU_ENGINE_ENV, "fused-cpu")
-    monkeypatch.setattr(engine, "fused_cpu_self_check", lambda dtype: None)
     assert engine.choose_engine(t, [6], 4, device="cpu")[0] == "fused-cpu"
     assert type(engine.linear_ensemble(t, [6], 4, 0.01, device="cpu")) is FusedCPULinearEnsemble
     engine.set_cpu_auto_engine("batched")  # the in-process setting wins over the environment
