@@ -299,8 +299,10 @@ class _Skip(Exception):
     """An engine that cannot run here (the reason is reported, the bench goes on)."""
 
 
-def _step_math(torch, in_map, V_map, e_map, M_O, eta, decay, batch):
-    """One SGD step of every run as a pure function (the batched engine's arithmetic)."""
+def _step_math(in_map, V_map, e_map, M_O, eta, decay, batch):
+    """One SGD step as a pure function of the weights and the draws (the batched engine's
+    arithmetic): operators only, so torch tensors (every run at once) and jax arrays (one
+    run, under ``vmap``) both go through it."""
 
     def step(ws, xi, zeta):
         u = xi @ in_map.T
@@ -331,7 +333,7 @@ class _CompiledBatched:
 
         self.eng = eng
         M_O = None if eng._out_identity else eng._M_O
-        step = _step_math(torch, eng._in_map, eng._V_map, eng._e_map, M_O, eng.eta, 2.0 * eng.weight_decay,
+        step = _step_math(eng._in_map, eng._V_map, eng._e_map, M_O, eng.eta, 2.0 * eng.weight_decay,
                           eng.batch)
         try:
             self.step = torch.compile(step, fullgraph=True, dynamic=False)
@@ -384,19 +386,10 @@ class _JaxEnsemble:
         dx, dy = teacher.dx, teacher.dy
         B = int(batch)
 
+        step_math = _step_math(in_map, V_map, e_map, M_O, eta, 0.0, B)
+
         def step_one(ws, xi, zeta):  # one run: ws = tuple of (out, in) matrices, xi (B, dx)
-            u = xi @ in_map.T
-            y = xi @ V_map.T + zeta @ e_map.T
-            hs = [u]
-            for W in ws:
-                hs.append(hs[-1] @ W.T)
-            out = hs[-1] if M_O is None else hs[-1] @ M_O.T
-            delta = out - y if M_O is None else (out - y) @ M_O
-            deltas = [delta]
-            for W in reversed(ws[1:]):
-                delta = delta @ W
-                deltas.append(delta)
-            return tuple(W - eta * ((2.0 / B) * d.T @ h) for W, d, h in zip(ws, deltas[::-1], hs[:-1]))
+            return tuple(step_math(ws, xi, zeta))
 
         def body(carry, _):
             ws, key = carry

@@ -45,7 +45,7 @@ from symbolic.layer_symmetries import BalanceLaw, derivation_summary
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.balance import (ETA_MARGIN, P_LAW, RELU_DIMS, RELU_ETAS, RELU_WD_DIMS, WD_DISCRIMINATING, law_source,
                                        gam0_activation, relu_balance_run, start_config, stationary_budget)
-from theorems.verdict import Context, Criterion, Verdict
+from theorems.verdict import Context, Criterion, Verdict, exact_identity_verdict
 
 THEOREM = "5"
 TITLE = "Layer balance and the weight-decay interpolation law"
@@ -68,12 +68,10 @@ def check_symbolic(ctx: Context) -> Verdict:
     res = [r for v in laws.values() for r in (v.invariance_residual, v.phi_residual, v.sgd_residual)]
     res += [v for k, v in s.items() if k.startswith("layer_diff")]
     law: BalanceLaw = next(iter(laws.values()))
-    return Verdict(THEOREM, "layer generator is a symmetry; stationarity laws of phi and of SGD (exact)",
-                   symbolic=f"phi: G = {law.phi_coefficient} Q (paper); SGD: E G = {law.sgd_coefficient} E Q",
-                   residual=str(sum(abs(r) for r in res)), paper="supports",
-                   criteria=[Criterion.holds("every invariance, phi and SGD residual simplifies to 0",
-                                             all(r == 0 for r in res), "SymPy, exact")],
-                   details={"checked": sorted(laws), "net": "widths (1,2,2,1), linear and ReLU (symbolic gains)"})
+    return exact_identity_verdict(
+        THEOREM, "layer generator is a symmetry; stationarity laws of phi and of SGD (exact)",
+        f"phi: G = {law.phi_coefficient} Q (paper); SGD: E G = {law.sgd_coefficient} E Q", res,
+        details={"checked": sorted(laws), "net": "widths (1,2,2,1), linear and ReLU (symbolic gains)"})
 
 
 @check(THEOREM)

@@ -25,7 +25,7 @@ from numeric.deep_nets import MLPEnsemble
 from symbolic.layer_symmetries import derivation_summary
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.balance import P_LAW, RELU_DIMS, RELU_ETAS, gam0_activation, law_source, relu_balance_run
-from theorems.verdict import Context, Criterion, Verdict
+from theorems.verdict import Context, Criterion, Verdict, exact_identity_verdict
 
 THEOREM = "6"
 TITLE = "Neuron balance"
@@ -39,11 +39,9 @@ def check_symbolic(ctx: Context) -> Verdict:
     s = derivation_summary()
     laws = [v for k, v in s.items() if k.startswith("neuron[")]
     res = [r for v in laws for r in (v.invariance_residual, v.phi_residual, v.sgd_residual)]
-    return Verdict(THEOREM, "neuron generator is a symmetry; stationarity laws (exact)",
-                   symbolic=f"phi: G = {laws[0].phi_coefficient} Q; SGD: E G = {laws[0].sgd_coefficient} E Q",
-                   residual=str(sum(abs(r) for r in res)), paper="supports",
-                   criteria=[Criterion.holds("every invariance, phi and SGD residual simplifies to 0",
-                                             all(r == 0 for r in res), "SymPy, exact")])
+    return exact_identity_verdict(THEOREM, "neuron generator is a symmetry; stationarity laws (exact)",
+                                  f"phi: G = {laws[0].phi_coefficient} Q; SGD: E G = {laws[0].sgd_coefficient} E Q",
+                                  res)
 
 
 @check(THEOREM, slow=True)

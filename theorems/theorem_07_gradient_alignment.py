@@ -33,7 +33,7 @@ from symbolic.layer_symmetries import derivation_summary
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.balance import (ATT, ATT_BLOCK_STEPS, ETA_MARGIN, MF, P_LAW, attention_run, law_source,
                                        stationary_budget)
-from theorems.verdict import Context, Criterion, Verdict
+from theorems.verdict import Context, Criterion, Verdict, exact_identity_verdict
 
 THEOREM = "7"
 TITLE = "Gradient alignment (double rotation): matrix factorisation and self-attention"
@@ -47,11 +47,10 @@ def check_symbolic(ctx: Context) -> Verdict:
     s = derivation_summary()
     law = s["double_rotation"]
     res = [law.invariance_residual, law.phi_residual, law.sgd_residual, s["double_rotation_gram"]]
-    return Verdict(THEOREM, "double rotation (symmetric C) is a symmetry of l(UW); g^TAg = Tr C(g_W g_W^T - g_U^T g_U)",
-                   symbolic="E[g_W g_W^T] = E[g_U^T g_U] <=> W E[G^T G] W^T = U^T E[G G^T] U",
-                   residual=str(sum(abs(r) for r in res)), paper="supports",
-                   criteria=[Criterion.holds("every invariance, phi, SGD and Gram residual simplifies to 0",
-                                             all(r == 0 for r in res), "SymPy, exact")])
+    return exact_identity_verdict(
+        THEOREM, "double rotation (symmetric C) is a symmetry of l(UW); g^TAg = Tr C(g_W g_W^T - g_U^T g_U)",
+        "E[g_W g_W^T] = E[g_U^T g_U] <=> W E[G^T G] W^T = U^T E[G G^T] U", res,
+        what="every invariance, phi, SGD and Gram residual simplifies to 0")
 
 
 def _gram_verdict(claim, g, res, extra) -> Verdict:

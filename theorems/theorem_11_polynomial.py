@@ -24,7 +24,7 @@ from numeric.balance import generator_law, mlp_stationary
 from symbolic.layer_symmetries import derivation_summary
 from theorems.checks import check, pytest_cases, verifier
 from theorems.settings.balance import ETA_MARGIN, P_LAW, POLY, law_source, stationary_budget
-from theorems.verdict import Context, Criterion, Verdict
+from theorems.verdict import Context, Criterion, Verdict, exact_identity_verdict
 
 THEOREM = "11"
 TITLE = "Polynomial nets: gradient second moments scale by beta per layer"
@@ -37,13 +37,12 @@ def check_symbolic(ctx: Context) -> Verdict:
     law = s["poly"]
     res = [law.invariance_residual, law.phi_residual, law.sgd_residual, s["poly_diff"]]
     wrong = s["poly_wrong_beta_invariance"]
-    return Verdict(THEOREM, "generator (+1, -beta) is a symmetry of a beta=2 net; (+1,-1) is not",
-                   symbolic=f"g^T A g = |g_i|^2 - beta|g_i+1|^2; SGD: E G = {law.sgd_coefficient} E Q",
-                   residual=str(sum(abs(r) for r in res)), paper="supports",
-                   criteria=[Criterion.holds("invariance, phi and SGD residuals of (+1, -beta) simplify to 0",
-                                             all(r == 0 for r in res), "SymPy, exact"),
-                             Criterion.holds("the (+1, -1) invariance residual is not 0", wrong != 0, "SymPy, exact")],
-                   details={"(+1,-1) invariance residual": str(wrong)[:80]})
+    return exact_identity_verdict(
+        THEOREM, "generator (+1, -beta) is a symmetry of a beta=2 net; (+1,-1) is not",
+        f"g^T A g = |g_i|^2 - beta|g_i+1|^2; SGD: E G = {law.sgd_coefficient} E Q", res,
+        what="invariance, phi and SGD residuals of (+1, -beta) simplify to 0",
+        extra=(Criterion.holds("the (+1, -1) invariance residual is not 0", wrong != 0, "SymPy, exact"),),
+        details={"(+1,-1) invariance residual": str(wrong)[:80]})
 
 
 @check(THEOREM)

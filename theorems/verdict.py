@@ -227,6 +227,16 @@ class Verdict:
         return d
 
 
+def exact_identity_verdict(theorem: str, claim: str, symbolic: str, residuals: list,
+                           what: str = "every invariance, phi and SGD residual simplifies to 0",
+                           extra: tuple = (), details: dict | None = None) -> Verdict:
+    """The verdict of a SymPy derivation: every residual in ``residuals`` simplifies to 0
+    exactly (plus the ``extra`` criteria); the row's residual is their summed magnitude."""
+    return Verdict(theorem, claim, symbolic=symbolic, residual=str(sum(abs(r) for r in residuals)),
+                   paper="supports", details=details or {},
+                   criteria=[Criterion.holds(what, all(r == 0 for r in residuals), "SymPy, exact"), *extra])
+
+
 def error_verdict(theorem: str, check: str, claim: str, exc: BaseException) -> Verdict:
     """The row of a check that raised: its message, and no verdict on the claim."""
     return Verdict(theorem, claim, error=f"{type(exc).__name__}: {exc}", check=check)
