@@ -148,6 +148,11 @@ class BalanceLaw:
     G: sp.Expr  # g^T A g
     Q: sp.Expr  # theta^T A theta
 
+    @property
+    def residuals(self) -> list:
+        """The three residuals that must simplify to 0: invariance, phi's law, SGD's law."""
+        return [self.invariance_residual, self.phi_residual, self.sgd_residual]
+
 
 def _grad(expr, theta):
     return sp.Matrix([sp.diff(expr, t) for t in theta])

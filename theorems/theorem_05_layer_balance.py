@@ -65,7 +65,7 @@ def check_symbolic(ctx: Context) -> Verdict:
     """The layer generator is a symmetry; the stationarity laws of phi and of SGD follow (SymPy, exact)."""
     s = derivation_summary()
     laws = {k: v for k, v in s.items() if k.startswith("layer[")}
-    res = [r for v in laws.values() for r in (v.invariance_residual, v.phi_residual, v.sgd_residual)]
+    res = [r for v in laws.values() for r in v.residuals]
     res += [v for k, v in s.items() if k.startswith("layer_diff")]
     law: BalanceLaw = next(iter(laws.values()))
     return exact_identity_verdict(

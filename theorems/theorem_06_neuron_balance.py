@@ -38,7 +38,7 @@ def check_symbolic(ctx: Context) -> Verdict:
     """The neuron generator is a symmetry; the stationarity laws follow (SymPy, exact)."""
     s = derivation_summary()
     laws = [v for k, v in s.items() if k.startswith("neuron[")]
-    res = [r for v in laws for r in (v.invariance_residual, v.phi_residual, v.sgd_residual)]
+    res = [r for v in laws for r in v.residuals]
     return exact_identity_verdict(THEOREM, "neuron generator is a symmetry; stationarity laws (exact)",
                                   f"phi: G = {laws[0].phi_coefficient} Q; SGD: E G = {laws[0].sgd_coefficient} E Q",
                                   res)

@@ -45,8 +45,7 @@ STATIONARY = "numeric.stationary drift test"
 def check_symbolic(ctx: Context) -> Verdict:
     """The double rotation (symmetric C) is a symmetry of l(UW), and g^T A g = Tr C(g_W g_W^T - g_U^T g_U) (SymPy)."""
     s = derivation_summary()
-    law = s["double_rotation"]
-    res = [law.invariance_residual, law.phi_residual, law.sgd_residual, s["double_rotation_gram"]]
+    res = [*s["double_rotation"].residuals, s["double_rotation_gram"]]
     return exact_identity_verdict(
         THEOREM, "double rotation (symmetric C) is a symmetry of l(UW); g^TAg = Tr C(g_W g_W^T - g_U^T g_U)",
         "E[g_W g_W^T] = E[g_U^T g_U] <=> W E[G^T G] W^T = U^T E[G G^T] U", res,

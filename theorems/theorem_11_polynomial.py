@@ -35,7 +35,7 @@ def check_symbolic(ctx: Context) -> Verdict:
     """The generator (+1, -beta) is a symmetry of a beta = 2 net and (+1, -1) is not (SymPy)."""
     s = derivation_summary()
     law = s["poly"]
-    res = [law.invariance_residual, law.phi_residual, law.sgd_residual, s["poly_diff"]]
+    res = [*law.residuals, s["poly_diff"]]
     wrong = s["poly_wrong_beta_invariance"]
     return exact_identity_verdict(
         THEOREM, "generator (+1, -beta) is a symmetry of a beta=2 net; (+1,-1) is not",
