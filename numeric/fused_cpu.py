@@ -967,14 +967,7 @@ class FusedCPULinearEnsemble(LinearEnsemble):
 
     def run(self, n_steps: int, progress=None):
         """Advance every run by ``n_steps``; one kernel call per ``check_every`` steps."""
-        left = int(n_steps)
-        while left > 0:
-            n = min(left, int(self.check_every))
-            self._advance(n)
-            left -= n
-            self.raise_if_diverged()
-            if progress is not None:
-                progress(n)
+        self._run_in_calls(n_steps, progress)
 
     def _track_divergence(self):  # the kernel tracks every step
         pass

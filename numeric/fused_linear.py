@@ -246,15 +246,8 @@ class FusedLinearEnsemble(LinearEnsemble):
 
     def run(self, n_steps: int, progress=None):
         """Advance every run by ``n_steps``; one launch per ``check_every`` steps."""
-        left = int(n_steps)
-        while left > 0:
-            n = min(left, int(self.check_every))
-            self._advance(n)
-            left -= n
-            self.raise_if_diverged()
-            if progress is not None:
-                progress(n)
-        self.raise_if_diverged()
+        self._run_in_calls(n_steps, progress)
+        self.raise_if_diverged()  # also for n_steps = 0: a state loaded diverged is reported
 
     def _advance(self, n: int):
         if self.step_count + n >= 2**32:

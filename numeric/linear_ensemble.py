@@ -221,6 +221,18 @@ class LinearEnsemble:
                 progress(1)
         self.raise_if_diverged()
 
+    def _run_in_calls(self, n_steps: int, progress=None):
+        """``run`` for an engine whose ``_advance(n)`` takes ``n`` steps in one call (the
+        fused kernels): calls of at most ``check_every`` steps, a divergence check after each."""
+        left = int(n_steps)
+        while left > 0:
+            n = min(left, int(self.check_every))
+            self._advance(n)
+            left -= n
+            self.raise_if_diverged()
+            if progress is not None:
+                progress(n)
+
     def _track_divergence(self):
         # Record (without a host sync) the first step at which each run went bad.
         norm = sum(W.pow(2).sum(dim=(-1, -2)) for W in self.weights)
