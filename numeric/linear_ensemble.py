@@ -31,10 +31,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .device import resolve_device
-from .ensemble import raise_divergence
+from .ensemble import EnsembleSGD
 from core.errors import InputError
-from core.validation import as_numpy, check_invertible, check_positive, check_spd, check_width
+from core.validation import as_numpy, check_invertible, check_spd, check_width
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,14 @@ def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class LinearEnsemble:
+class LinearEnsemble(EnsembleSGD):
     """``n_runs`` independent SGD runs of a deep linear network, advanced together.
+
+    Seeding, ``run``, divergence tracking and ``load_weights`` are
+    :class:`~numeric.ensemble.EnsembleSGD`'s. The step is this model's own: the gradient of
+    a linear net is a closed form (back-propagated residuals times activations), applied
+    with the update as one fused in-place batched matmul per layer - the speed the
+    theorems' long runs need, which a generic ``vmap(grad)`` step does not reach.
 
     ``hidden`` lists the hidden widths (``[h]`` is the two-layer net ``U W``); ``Z`` maps
     the teacher's input to the net's input view, ``M_I`` embeds that view before ``W_1``,
@@ -106,17 +111,12 @@ class LinearEnsemble:
     blowup_norm: float = 1e8
     weights: list = field(init=False)
     step_count: int = field(init=False, default=0)
+    model_name = "linear network"
 
     def __post_init__(self):
-        self.device = resolve_device(self.device)
-        check_positive("eta", self.eta)
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if int(self.batch) < 1:
             raise InputError(f"batch size must be >= 1, got {self.batch}")
-        if int(self.track_every) < 1 or int(self.check_every) < 1:
-            raise InputError(f"track_every and check_every must be >= 1, got {self.track_every}, {self.check_every}")
-        if int(self.n_runs) < 1:
-            raise InputError(f"n_runs must be >= 1, got {self.n_runs}")
+        self.init_ensemble()  # device, eta, weight decay, run counts; seeds the generator
         self.hidden = [int(h) for h in self.hidden]
         if not self.hidden or min(self.hidden) < 1:
             raise InputError(f"hidden widths must be a non-empty list of positive ints, got {self.hidden}")
@@ -140,14 +140,11 @@ class LinearEnsemble:
         self._e_map = as_t(_sqrtm_psd(t.Se))
         self._M_O = as_t(M_O)
         self._out_identity = bool(np.array_equal(M_O, np.eye(M_O.shape[0])))  # skip the M_O matmuls
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(int(self.seed))
         self.weights = [
             torch.randn(self.n_runs, o, i, generator=self._gen, device=self.device, dtype=self.dtype)
             * (self.init_scale / np.sqrt(i))
             for i, o in zip(self.dims[:-1], self.dims[1:])
         ]
-        self._first_bad = torch.full((self.n_runs,), -1, dtype=torch.long, device=self.device)
 
     # ----------------------------------------------------------------------------- data
     def sample(self, batch: int | None = None):
@@ -198,7 +195,8 @@ class LinearEnsemble:
         return torch.stack(sq, dim=-1)
 
     # ---------------------------------------------------------------------------- SGD
-    def step(self):
+    def step(self, record: bool = True):
+        """One SGD step of every run (this model records no per-step observables)."""
         u, y = self.sample()
         hs, out = self.forward(u)
         deltas = self.backward(hs, out, y)  # every delta uses the pre-step weights
@@ -211,16 +209,6 @@ class LinearEnsemble:
         if self.step_count % self.track_every == 0:
             self._track_divergence()
 
-    def run(self, n_steps: int, progress=None):
-        """Advance every run by ``n_steps`` SGD steps; raise DivergenceError on blow-up."""
-        for k in range(int(n_steps)):
-            self.step()
-            if self.step_count % self.check_every == 0:
-                self.raise_if_diverged()
-            if progress is not None:
-                progress(1)
-        self.raise_if_diverged()
-
     def _run_in_calls(self, n_steps: int, progress=None):
         """``run`` for an engine whose ``_advance(n)`` takes ``n`` steps in one call (the
         fused kernels): calls of at most ``check_every`` steps, a divergence check after each."""
@@ -232,19 +220,6 @@ class LinearEnsemble:
             self.raise_if_diverged()
             if progress is not None:
                 progress(n)
-
-    def _track_divergence(self):
-        # Record (without a host sync) the first step at which each run went bad.
-        norm = sum(W.pow(2).sum(dim=(-1, -2)) for W in self.weights)
-        bad = ~torch.isfinite(norm) | (norm > self.blowup_norm**2)
-        newly = bad & (self._first_bad < 0)
-        self._first_bad = torch.where(newly, torch.full_like(self._first_bad, self.step_count), self._first_bad)
-
-    def raise_if_diverged(self):
-        if self.track_every > 1:
-            self._track_divergence()
-        raise_divergence(self._first_bad, self.n_runs, self.blowup_norm, self.track_every,
-                         f"eta = {self.eta:g} is past the stability limit for this problem/initialisation")
 
     # -------------------------------------------------------------------- observables
     def observables(self, u: torch.Tensor, y: torch.Tensor) -> dict:
@@ -317,16 +292,3 @@ class LinearEnsemble:
         P = self._M_O @ self.end_to_end() @ self._in_map  # acts on xi
         D = P - self._V_map
         return D.pow(2).sum(dim=(-1, -2)) + self._e_map.pow(2).sum()
-
-    def load_weights(self, weights: Sequence) -> None:
-        """Set every run's weights (broadcast a single net over the ensemble)."""
-        new = []
-        for i, (W_old, W) in enumerate(zip(self.weights, weights)):
-            W = torch.as_tensor(W, dtype=self.dtype, device=self.device)
-            if W.dim() == 2:
-                W = W.expand_as(W_old)
-            if W.shape != W_old.shape:
-                raise InputError(f"layer {i + 1} weight has shape {tuple(W.shape)}, expected {tuple(W_old.shape)}")
-            new.append(W.clone())
-        self.weights = new
-        self._first_bad.fill_(-1)

@@ -68,15 +68,21 @@ def test_divergence_names_runs_and_steps(track_every):
     assert info.value.runs and all(0 < s <= 2000 for s in info.value.steps)
 
 
-def test_nan_weights_are_reported():
+def test_nan_weights_are_bad_input_not_a_divergence():
     ens = LinearEnsemble(TEACHER, hidden=[3], n_runs=2, eta=0.01, seed=0, device="cpu")
     W, U = ens.weights
     W = W.clone()
     W[1, 0, 0] = float("nan")
     ens.load_weights([W, U])
-    with pytest.raises(DivergenceError, match="run 1 at step 1") as info:
+    with pytest.raises(InputError, match=r"W_1 of this linear network is NaN or infinite in runs \[1\]"):
         ens.run(1)
-    assert info.value.runs == [1]
+
+
+def test_a_blow_up_names_its_runs_and_steps():
+    ens = LinearEnsemble(TEACHER, hidden=[3], n_runs=3, eta=5.0, seed=0, device="cpu")
+    with pytest.raises(DivergenceError, match="past the stability limit of this linear network") as info:
+        ens.run(200)
+    assert info.value.runs == [0, 1, 2] and all(s >= 1 for s in info.value.steps)
 
 
 @pytest.mark.parametrize("kwargs,match", [
