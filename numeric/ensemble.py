@@ -9,7 +9,10 @@ A model subclasses :class:`EnsembleSGD` and supplies only what is its own:
   one minibatch gradient per tensor of ``weights``, without weight decay;
 * ``record(batch, loss, grads) -> dict`` (optional) - per-step observables ``(R, ...)`` at the
   PRE-step weights and for the gradient the step uses; the default records the loss;
-* ``update(grads)`` (optional) - the default is ``W <- W - eta (g + 2 gam W)``.
+* ``update(grads)`` (optional) - the default is ``W <- W - eta (g + 2 gam W)``;
+* ``stepped(before, grads)`` (optional) - called after each recorded step with the pre-step
+  ``weights`` and the step's gradients, for observables that need the post-step state too
+  (an exact one-step identity checked against the weights the step actually wrote).
 
 and keeps its trained tensors in ``self.weights`` (a list of ``(R, ...)`` tensors; a model with
 named tensors can make ``weights`` a property). Its ``__post_init__`` validates its own
@@ -138,6 +141,9 @@ class EnsembleSGD:
         """Per-step observables (pre-step weights, the step's gradient); default: the loss."""
         return None if loss is None else {"loss": loss}
 
+    def stepped(self, before: list, grads) -> None:
+        """After a recorded step: the pre-step ``weights`` and the gradients it used (no-op)."""
+
     def update(self, grads) -> None:
         """``W <- W - eta (g + 2 gam W)`` for every trained tensor (plain SGD when gam = 0)."""
         decay = 2.0 * self.weight_decay
@@ -151,7 +157,10 @@ class EnsembleSGD:
         loss, grads = self.gradients(*batch)
         if record:
             self._accumulate(self.record(batch, loss, grads))
+        before = self.weights
         self.update(grads)
+        if record:
+            self.stepped(before, grads)
         self.step_count += 1
         if self.step_count % self.track_every == 0:
             self._track_divergence()

@@ -12,7 +12,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.func import vmap
@@ -20,15 +20,16 @@ from torch.func import vmap
 from core.errors import InputError
 from core.validation import check_positive
 
-from .device import resolve_device
-from .float64 import check_finite
+from .ensemble import EnsembleSGD
 from .sharpness import hessian_trace
 
 
 @dataclass
-class NormalisedLinear:
+class NormalisedLinear(EnsembleSGD):
     """``R`` SGD runs of the scale-invariant model ``f(x) = theta^T x / |theta|``, loss
-    ``l = (f(x) - y)^2`` on ``y = v^T x / |v| + noise`` (``x ~ N(0, I_d)``)."""
+    ``l = (f(x) - y)^2`` on ``y = v^T x / |v| + noise`` (``x ~ N(0, I_d)``). Seeding, the
+    step, ``run`` and divergence errors are :class:`~numeric.ensemble.EnsembleSGD`'s;
+    ``weights = [theta]``."""
 
     dim: int
     n_runs: int
@@ -40,33 +41,48 @@ class NormalisedLinear:
     init_spread: float | None = None  # None: random directions; s: teacher direction + s * noise
     gamma: float = 0.0  # weight decay: theta <- theta - eta (g + 2 gam theta)
     device: "str | torch.device" = "auto"
+    weights: list = field(init=False, repr=False)
+    model_name = "normalised linear model"
+
+    @property
+    def weight_decay(self) -> float:  # the base's name for gam
+        return self.gamma
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.weights[0]
+
+    def weight_names(self) -> list:
+        return ["theta"]
 
     def __post_init__(self):
-        self.device = resolve_device(self.device)
-        check_positive("eta", self.eta)
         check_positive("init_norm", self.init_norm)
         check_positive("gamma", self.gamma, allow_zero=True)
         if int(self.dim) < 2 or int(self.n_runs) < 1 or int(self.batch) < 1:
             raise InputError(f"need dim >= 2, n_runs >= 1, batch >= 1; got {self.dim}, {self.n_runs}, {self.batch}")
-        self._gen = torch.Generator(device=self.device).manual_seed(int(self.seed))
-        v = torch.randn(self.dim, generator=self._gen, device=self.device, dtype=torch.float64)
+        self.init_ensemble()  # device, eta; seeds the generator
+        v = self.randn(self.dim)
         self.v = v / v.norm()
-        th = torch.randn(self.n_runs, self.dim, generator=self._gen, device=self.device, dtype=torch.float64)
+        th = self.randn(self.n_runs, self.dim)
         if self.init_spread is not None:
             th = self.v + check_positive("init_spread", self.init_spread, allow_zero=True) * th
-        self.theta = th / th.norm(dim=-1, keepdim=True) * self.init_norm
-        self.step_count = 0
+        self.weights = [th / th.norm(dim=-1, keepdim=True) * self.init_norm]
+        self._trace = None  # per-step records while run() is recording
 
     @staticmethod
     def loss(theta, x, y):
         """Per-sample loss of one net (theta: (d,), x: (d,), y: ())."""
         return (theta @ x / theta.norm() - y) ** 2
 
-    def sample(self):
-        f64 = dict(generator=self._gen, device=self.device, dtype=torch.float64)
-        x = torch.randn(self.n_runs, self.batch, self.dim, **f64)
-        y = x @ self.v + self.noise * torch.randn(self.n_runs, self.batch, **f64)
+    def sample(self, batch: int | None = None):
+        B = self.batch if batch is None else int(batch)
+        x = self.randn(self.n_runs, B, self.dim)
+        y = x @ self.v + self.noise * self.randn(self.n_runs, B)
         return x, y
+
+    def gradients(self, x, y):
+        """No loss record; the closed-form minibatch gradient ``[g]``."""
+        return None, [self.grads(x, y)]
 
     def grads(self, x, y):
         """Minibatch-mean gradient per run, closed form (R, d):
@@ -77,34 +93,42 @@ class NormalisedLinear:
         perp = x - (proj / nrm.pow(2)).unsqueeze(-1) * self.theta.unsqueeze(1)
         return (2.0 / x.shape[1]) * (r.unsqueeze(-1) * perp).sum(1) / nrm
 
-    def run(self, n_steps: int, progress=None) -> dict:
-        """SGD steps; records per step ``|theta|^2`` before/after, ``eta^2 |g|^2`` and the
-        round-off scale of the norm identity (shape (T, R)). With weight decay the exact
-        identity is ``|theta'|^2 = (1 - 2 eta gam)^2 |theta|^2 + eta^2 |g|^2``."""
-        recs = {"n0": [], "n1": [], "eta2g2": [], "scale": []}
-        for _ in range(int(n_steps)):
-            x, y = self.sample()
-            g = self.grads(x, y)
+    def record(self, batch, loss, grads):
+        """Before the step: the round-off size of its un-cancelled pieces (kept for :meth:`stepped`)."""
+        if self._trace is not None:
+            x, y = batch
             th0 = self.theta
-            self.theta = th0 - self.eta * (g + 2 * self.gamma * th0)
-            n0 = th0.pow(2).sum(-1)
-            n1 = self.theta.pow(2).sum(-1)
-            e2g2 = self.eta**2 * g.pow(2).sum(-1)
             # |theta.g| is 0 exactly; its float value is bounded by the un-cancelled sizes:
             # the step writes theta' = theta - eta g, so round-off enters at the scale of
             # |theta|^2 + 2 eta |theta||g|_raw + eta^2 |g|^2, |g|_raw the pre-projection size.
             nrm0 = th0.norm(dim=-1, keepdim=True)
             r = (x @ th0.unsqueeze(-1)).squeeze(-1) / nrm0 - y  # (R,B)
             # two un-cancelled pieces of size |r||x|/|theta| per sample before projection
-            graw = (2.0 / x.shape[1]) * (r.abs() * x.norm(dim=-1)).sum(1) * 2.0 / nrm0.squeeze(-1)
-            scale = n0 + n1 + e2g2 + 2 * self.eta * th0.norm(dim=-1) * graw
-            for k, v in zip(recs, (n0, n1, e2g2, scale)):
-                recs[k].append(v)
-            self.step_count += 1
-            if progress is not None:
-                progress(1)
-        check_finite("theta", self.theta, self.step_count)
-        return {k: torch.stack(v) for k, v in recs.items()}
+            self._graw = (2.0 / x.shape[1]) * (r.abs() * x.norm(dim=-1)).sum(1) * 2.0 / nrm0.squeeze(-1)
+        return None
+
+    def stepped(self, before, grads):
+        """After the step: ``|theta|^2`` before/after, ``eta^2 |g|^2`` and the identity's scale."""
+        if self._trace is None:
+            return
+        (th0,), (g,) = before, grads
+        n0 = th0.pow(2).sum(-1)
+        n1 = self.theta.pow(2).sum(-1)
+        e2g2 = self.eta**2 * g.pow(2).sum(-1)
+        scale = n0 + n1 + e2g2 + 2 * self.eta * th0.norm(dim=-1) * self._graw
+        self._trace.append((n0, n1, e2g2, scale))
+
+    def run(self, n_steps: int, progress=None) -> dict:
+        """SGD steps; records per step ``|theta|^2`` before/after, ``eta^2 |g|^2`` and the
+        round-off scale of the norm identity (shape (T, R)). With weight decay the exact
+        identity is ``|theta'|^2 = (1 - 2 eta gam)^2 |theta|^2 + eta^2 |g|^2``."""
+        self._trace = []
+        try:
+            super().run(n_steps, progress, record=True)
+            recs = self._trace
+        finally:
+            self._trace = None
+        return {k: torch.stack([r[i] for r in recs]) for i, k in enumerate(("n0", "n1", "eta2g2", "scale"))}
 
 
 def normalised_sharpness(theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

@@ -26,17 +26,18 @@ import torch
 from core.errors import InputError
 from core.validation import as_numpy, check_positive
 
-from .device import resolve_device
-from .float64 import check_finite, roundoff_tolerance
+from .ensemble import EnsembleSGD
+from .float64 import roundoff_tolerance
 
 
 @dataclass
-class TwoLayerLinear:
+class TwoLayerLinear(EnsembleSGD):
     """``R`` SGD runs of ``f = U W x`` (or ``U relu(W x)``; U: dy x h, W: h x dx) on ``y = V x + e``.
 
     ``Sx``/``Se`` default to ``sx_scale * I`` / ``se_scale * I``; ``V`` to a seeded random
     matrix. One step: ``theta <- theta - eta (g_B + 2 gam theta)``, ``g_B`` the minibatch
-    mean gradient of ``l = |U W x - y|^2``.
+    mean gradient of ``l = |U W x - y|^2``. Seeding, the step, ``run`` and divergence errors
+    are :class:`~numeric.ensemble.EnsembleSGD`'s; ``weights = [U, W]``.
     """
 
     dx: int
@@ -53,12 +54,26 @@ class TwoLayerLinear:
     init_scale: float = 1.0
     activation: str = "linear"  # or "relu": f = U relu(W x), the same neuron-rescaling symmetry
     device: "str | torch.device" = "auto"
-    U: torch.Tensor = field(init=False)
-    W: torch.Tensor = field(init=False)
+    weights: list = field(init=False, repr=False)
+    blowup_norm = 1e8
+    model_name = "two-layer net"
+
+    @property
+    def weight_decay(self) -> float:  # the base's name for gam
+        return self.gamma
+
+    @property
+    def U(self) -> torch.Tensor:
+        return self.weights[0]
+
+    @property
+    def W(self) -> torch.Tensor:
+        return self.weights[1]
+
+    def weight_names(self) -> list:
+        return ["U", "W"]
 
     def __post_init__(self):
-        self.device = resolve_device(self.device)
-        check_positive("eta", self.eta)
         check_positive("gamma", self.gamma, allow_zero=True)
         for name in ("dx", "dy", "hidden", "n_runs", "batch"):
             if int(getattr(self, name)) < 1:
@@ -67,7 +82,7 @@ class TwoLayerLinear:
             raise InputError(f"activation must be 'linear' or 'relu', got {self.activation!r}")
         check_positive("sx_scale", self.sx_scale)
         check_positive("se_scale", self.se_scale)
-        self._gen = torch.Generator(device=self.device).manual_seed(int(self.seed))
+        self.init_ensemble()  # device, eta, run counts; seeds the generator
         rng = np.random.default_rng(self.seed)
         if self.V is None:  # a seeded direction with a fixed Frobenius norm 1.5 (well above the noise)
             V = rng.normal(size=(self.dy, self.dx))
@@ -78,18 +93,21 @@ class TwoLayerLinear:
             raise InputError(f"V must be {self.dy}x{self.dx}, got {V.shape}")
         self.V_t = torch.as_tensor(V, device=self.device)
         R, h = self.n_runs, self.hidden
-        f64 = dict(generator=self._gen, device=self.device, dtype=torch.float64)
-        self.W = torch.randn(R, h, self.dx, **f64) * self.init_scale / math.sqrt(self.dx)
-        self.U = torch.randn(R, self.dy, h, **f64) * self.init_scale / math.sqrt(h)
-        self.step_count = 0
+        W = self.randn(R, h, self.dx) * self.init_scale / math.sqrt(self.dx)
+        U = self.randn(R, self.dy, h) * self.init_scale / math.sqrt(h)
+        self.weights = [U, W]
+        self._trace = None  # per-step records while run(n, d) is recording
 
     # -- data and gradients ------------------------------------------------------------
-    def sample(self):
-        R, B = self.n_runs, self.batch
-        f64 = dict(generator=self._gen, device=self.device, dtype=torch.float64)
-        x = torch.randn(R, B, self.dx, **f64) * math.sqrt(self.sx_scale)
-        e = torch.randn(R, B, self.dy, **f64) * math.sqrt(self.se_scale)
+    def sample(self, batch: int | None = None):
+        R, B = self.n_runs, self.batch if batch is None else int(batch)
+        x = self.randn(R, B, self.dx) * math.sqrt(self.sx_scale)
+        e = self.randn(R, B, self.dy) * math.sqrt(self.se_scale)
         return x, x @ self.V_t.T + e
+
+    def gradients(self, x, y):
+        """No loss record; the closed-form minibatch gradients ``[g_U, g_W]``."""
+        return None, list(self.grads(x, y))
 
     def grads(self, x, y):
         """Minibatch-mean gradients ``(g_U, g_W)`` of ``l = |U s(W x) - y|^2`` per run."""
@@ -128,18 +146,14 @@ class TwoLayerLinear:
         """``theta_1^T A theta_2`` per run."""
         return ((W1 * W2).sum(-1) * d).sum(-1) - ((U1 * U2).sum(-2) * d).sum(-1)
 
-    def step(self, d=None):
-        """One SGD step; with ``d`` return the pre-step ``g^T A g``, ``theta^T A theta``,
-        ``g^T A theta`` and the exact one-step identity's residual (see :meth:`run`)."""
-        x, y = self.sample()
-        gU, gW = self.grads(x, y)
-        U0, W0 = self.U, self.W
+    def stepped(self, before, grads):
+        """Record the pre-step ``g^T A g``, ``theta^T A theta``, ``g^T A theta`` and the exact
+        one-step identity's residual against the weights the step wrote (see :meth:`run`)."""
+        if self._trace is None:
+            return
+        d = self._d
+        (U0, W0), (gU, gW) = before, grads
         lr, gam = self.eta, self.gamma
-        self.U = U0 - lr * (gU + 2 * gam * U0)
-        self.W = W0 - lr * (gW + 2 * gam * W0)
-        self.step_count += 1
-        if d is None:
-            return None
         tAt0 = self.quad_A(d, U0, W0)
         gAg = self.quad_A(d, gU, gW)
         tAt1 = self.quad_A(d, self.U, self.W)
@@ -147,8 +161,8 @@ class TwoLayerLinear:
         predicted = tAt0 + lr**2 * gAg - 4 * lr * gam * (1 - lr * gam) * tAt0
         scale = (self.abs_quad_A(d, U0, W0) + self.abs_quad_A(d, self.U, self.W)
                  + lr**2 * self.abs_quad_A(d, gU, gW))
-        return {"gAg": gAg, "tAt": tAt0, "cross": self.bilinear_A(d, gU, gW, U0, W0),
-                "step_residual": tAt1 - predicted, "step_scale": scale}
+        self._trace.append({"gAg": gAg, "tAt": tAt0, "cross": self.bilinear_A(d, gU, gW, U0, W0),
+                            "step_residual": tAt1 - predicted, "step_scale": scale})
 
     def run(self, n_steps: int, d=None, progress=None):
         """Advance every run; with ``d``, return per-step records stacked to shape (T, R).
@@ -156,16 +170,15 @@ class TwoLayerLinear:
         ``step_residual`` is ``theta'^T A theta' - [theta^T A theta + eta^2 g^T A g -
         4 eta gam (1 - eta gam) theta^T A theta]``: zero in exact arithmetic.
         """
-        d = None if d is None else self._check_d(d)
-        recs = []
-        for _ in range(int(n_steps)):
-            r = self.step(d)
-            if r is not None:
-                recs.append(r)
-            if progress is not None:
-                progress(1)
-        check_finite("U", self.U, self.step_count)
-        check_finite("W", self.W, self.step_count)
+        if d is None:
+            super().run(n_steps, progress, record=False)
+            return {}
+        self._d, self._trace = self._check_d(d), []
+        try:
+            super().run(n_steps, progress, record=True)
+            recs = self._trace
+        finally:
+            self._trace = None
         if not recs:
             return {}
         return {k: torch.stack([r[k] for r in recs]) for k in recs[0]}
