@@ -127,8 +127,10 @@ class EnsembleSGD:
         return torch.randint(0, int(high), tuple(shape), generator=self._gen, device=self.device)
 
     def weight_names(self) -> list:
-        """Names of the tensors in ``weights`` (for messages): ``W_1, W_2, ...`` by default."""
-        return [f"W_{i + 1}" for i in range(len(self.weights))]
+        """Names of the tensors in ``weights`` (for messages): the class's ``tensor_names``
+        where it has them (see :func:`named_tensor`), else ``W_1, W_2, ...``."""
+        names = getattr(type(self), "tensor_names", None)
+        return list(names) if names else [f"W_{i + 1}" for i in range(len(self.weights))]
 
     # ---------------------------------------------------------------- the model's part
     def sample(self, batch: int | None = None) -> tuple:
@@ -241,6 +243,16 @@ class EnsembleSGD:
         out = {k: v / self._acc_n for k, v in self._acc.items()}
         self._acc, self._acc_n = {}, 0
         return out
+
+
+def named_tensor(index: int, doc: str = "") -> property:
+    """A read-only name for ``weights[index]`` (e.g. ``U = named_tensor(0)``)."""
+    return property(lambda self: self.weights[index], doc=doc or f"weights[{index}]")
+
+
+def weight_decay_named_gamma() -> property:
+    """``weight_decay`` read from a model's ``gamma`` field (the paper's name for it)."""
+    return property(lambda self: self.gamma, doc="the weight decay gam (the model's ``gamma``)")
 
 
 def raise_divergence(first_bad: torch.Tensor, n_runs: int, blowup_norm: float, track_every: int, cause: str) -> None:

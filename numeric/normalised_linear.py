@@ -20,7 +20,7 @@ from torch.func import vmap
 from core.errors import InputError
 from core.validation import check_positive
 
-from .ensemble import EnsembleSGD
+from .ensemble import EnsembleSGD, named_tensor, weight_decay_named_gamma
 from .sharpness import hessian_trace
 
 
@@ -43,17 +43,9 @@ class NormalisedLinear(EnsembleSGD):
     device: "str | torch.device" = "auto"
     weights: list = field(init=False, repr=False)
     model_name = "normalised linear model"
-
-    @property
-    def weight_decay(self) -> float:  # the base's name for gam
-        return self.gamma
-
-    @property
-    def theta(self) -> torch.Tensor:
-        return self.weights[0]
-
-    def weight_names(self) -> list:
-        return ["theta"]
+    tensor_names = ("theta",)
+    theta = named_tensor(0)
+    weight_decay = weight_decay_named_gamma()
 
     def __post_init__(self):
         check_positive("init_norm", self.init_norm)

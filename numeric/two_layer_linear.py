@@ -26,7 +26,7 @@ import torch
 from core.errors import InputError
 from core.validation import as_numpy, check_positive
 
-from .ensemble import EnsembleSGD
+from .ensemble import EnsembleSGD, named_tensor, weight_decay_named_gamma
 from .float64 import roundoff_tolerance
 
 
@@ -57,21 +57,9 @@ class TwoLayerLinear(EnsembleSGD):
     weights: list = field(init=False, repr=False)
     blowup_norm = 1e8
     model_name = "two-layer net"
-
-    @property
-    def weight_decay(self) -> float:  # the base's name for gam
-        return self.gamma
-
-    @property
-    def U(self) -> torch.Tensor:
-        return self.weights[0]
-
-    @property
-    def W(self) -> torch.Tensor:
-        return self.weights[1]
-
-    def weight_names(self) -> list:
-        return ["U", "W"]
+    tensor_names = ("U", "W")
+    U, W = named_tensor(0), named_tensor(1)
+    weight_decay = weight_decay_named_gamma()
 
     def __post_init__(self):
         check_positive("gamma", self.gamma, allow_zero=True)
