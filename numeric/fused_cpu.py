@@ -60,7 +60,7 @@ import torch
 
 from core.errors import DivergenceError, InputError
 
-from .fused_linear import GRADIENTS, MAX_LAYERS, padded
+from .fused_linear import GRADIENTS, MAX_LAYERS, padded, twin_steps
 from .linear_ensemble import LinearEnsemble
 
 try:  # optional at import time: the engine factory falls back to the batched engine without it
@@ -1084,18 +1084,8 @@ def reference_run(ens: LinearEnsemble, n_steps: int, seed: int | None = None) ->
     the compiled engine, evaluated by torch - the reference its float64 results must
     match to round-off. ``seed``: the Philox key (default: ``ens.seed``)."""
     t = ens.teacher
-    n = int(n_steps)
     DXP, DYP = padded(t.dx), padded(t.dy)
-    steps = torch.arange(ens.step_count, ens.step_count + n)
+    steps = torch.arange(ens.step_count, ens.step_count + int(n_steps))
     z = philox_normals(ens.seed if seed is None else seed, torch.arange(int(ens.n_runs)), steps, int(ens.batch),
                        (DXP + DYP) // 4).to(ens.dtype)
-    decay = 2.0 * ens.weight_decay
-    for k in range(n):
-        xi, zeta = z[k, ..., : t.dx], z[k, ..., DXP: DXP + t.dy]
-        u = xi @ ens._in_map.T
-        y = xi @ ens._V_map.T + zeta @ ens._e_map.T
-        for W, g in zip(ens.weights, ens.batch_gradients(u, y)):
-            if decay:
-                g = g + decay * W
-            W.sub_(ens.eta * g)
-        ens.step_count += 1
+    twin_steps(ens, z, DXP)

@@ -152,6 +152,24 @@ def philox_normals(seed: int, runs: torch.Tensor, steps: torch.Tensor, batch: in
 
 
 # ------------------------------------------------------------------ exact gradient
+def twin_steps(ens, z: torch.Tensor, dxp: int) -> None:
+    """Advance ``ens`` (any LinearEnsemble) one SGD step per leading row of the kernel's
+    normals ``z`` (steps, R, B, dxp + dyp) with the torch twin's arithmetic: the data maps
+    of the kernel (``xi`` the first ``dx`` lanes, ``zeta`` lanes ``dxp .. dxp + dy``), the
+    batched engine's gradients, the update ``W <- W - eta (g + 2 gam W)`` in place."""
+    dx, dy = ens.teacher.dx, ens.teacher.dy
+    decay = 2.0 * ens.weight_decay
+    for k in range(z.shape[0]):
+        xi, zeta = z[k, ..., :dx], z[k, ..., dxp : dxp + dy]
+        u = xi @ ens._in_map.T
+        y = xi @ ens._V_map.T + zeta @ ens._e_map.T
+        for W, g in zip(ens.weights, ens.batch_gradients(u, y)):
+            if decay:
+                g = g + decay * W
+            W.sub_(ens.eta * g)
+        ens.step_count += 1
+
+
 def quadrature_batch(ens) -> tuple[torch.Tensor, torch.Tensor]:
     """The deterministic batch ``xi_b = sqrt(dx) e_b`` (b < dx), no label noise, mapped to
     the net input ``u`` and label ``y`` of any LinearEnsemble: shapes (R, dx, d0), (R, dx, dy).
@@ -268,17 +286,7 @@ class FusedLinearEnsemble(LinearEnsemble):
         steps = torch.arange(self.step_count, self.step_count + n, device=self.device)
         z = philox_normals(self.seed, torch.arange(self.n_runs, device=self.device), steps,
                            self.batch, self.n_quads).to(self.dtype)
-        dx, dy = self.teacher.dx, self.teacher.dy
-        decay = 2.0 * self.weight_decay
-        for k in range(n):
-            xi, zeta = z[k, ..., :dx], z[k, ..., self.DXP : self.DXP + dy]
-            u = xi @ self._in_map.T
-            y = xi @ self._V_map.T + zeta @ self._e_map.T
-            for W, g in zip(self.weights, self.batch_gradients(u, y)):
-                if decay:
-                    g = g + decay * W
-                W.sub_(self.eta * g)
-            self.step_count += 1
+        twin_steps(self, z, self.DXP)
 
     def _padded_maps(self):
         """Fixed maps zero-padded to the kernel's widths (built once), and the float
