@@ -46,7 +46,7 @@ import sympy as sp
 import torch
 from IPython.display import Math, display
 
-from nbsupport import by_check, left_out, paper_vs_suite, run, table, usable
+from nbsupport import by_check, left_out, measured_against_two_laws, paper_vs_suite, run, table, usable
 from numeric.two_layer_linear import TwoLayerLinear
 from symbolic.layer_symmetries import derivation_summary
 from symbolic.symmetry import master_balance_condition, sgd_balance_condition
@@ -162,14 +162,10 @@ for fit in usable(by_check(verdicts, "check_ladder_fit")):
 coefficient = usable(by_check(verdicts, "check_coefficient"))
 if coefficient:
     c = coefficient[0]
-    fig, ax = plt.subplots(figsize=(5, 2.4))
-    ax.errorbar([c.measured], [0], xerr=[c.tolerance], fmt="o", color="k", capsize=4, label="SGD, measured")
-    ax.axvline(c.details["k_sgd"], color="C0", label=r"SGD law $4\gamma(1-\eta\gamma)/\eta$")
-    ax.axvline(c.details["k_paper"], color="C1", ls="--", label=r"paper $4\gamma(1+\eta\gamma)/\eta$")
-    ax.set(yticks=[], ylim=(-1, 1.2), xlabel="k = E G / E Q",
-           title=rf"Layer balance with weight decay: $k$ at $\eta\gamma = {c.details['eta'] * c.details['gam']:g}$")
-    ax.legend(fontsize=7, loc="upper center", ncol=3, columnspacing=0.8)
-    plt.show()
+    measured_against_two_laws(
+        c, (c.details["k_sgd"], r"SGD law $4\gamma(1-\eta\gamma)/\eta$"),
+        (c.details["k_paper"], r"paper $4\gamma(1+\eta\gamma)/\eta$"), "k = E G / E Q",
+        rf"Layer balance with weight decay: $k$ at $\eta\gamma = {c.details['eta'] * c.details['gam']:g}$")
 
 # %% [markdown]
 # **Theorems 5 and 6 at $\gamma = 0$: the time to balance.** The stationary mean of the imbalance is
@@ -185,7 +181,7 @@ d_layer = torch.ones(BALANCE_NET["hidden"])
 fig, ax = plt.subplots()
 for eta_r in (0.03, 0.02):
     net = TwoLayerLinear(n_runs=64, eta=eta_r, seed=ctx.seed, device=ctx.device, **BALANCE_NET)
-    net.W, net.U = net.W * 1.4, net.U / 1.4
+    net.load_weights([net.U / 1.4, net.W * 1.4])  # off balance, the same function
     steps = 40 * int(2.0 / eta_r**2 / 40)
     Q = net.run(steps, d_layer)["tAt"].cpu().numpy()  # (steps, runs): Q before each step
     blocks = Q.reshape(40, steps // 40, -1).mean(1)  # (40 blocks, runs)

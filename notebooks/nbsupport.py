@@ -162,3 +162,17 @@ def log_axis(ax, which: str = "x", max_ticks: int = 7) -> None:
     else:
         axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
     axis.set_minor_formatter(NullFormatter())
+
+
+def measured_against_two_laws(v, sgd: tuple, paper: tuple, xlabel: str, title: str) -> None:
+    """One measured value with its check's bound (``v.measured`` +- ``v.tolerance``) beside the
+    value SGD's exact law predicts and the paper's: ``sgd`` and ``paper`` are ``(value, label)``."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2.4))
+    ax.errorbar([v.measured], [0], xerr=[v.tolerance], fmt="o", color="k", capsize=4, label="SGD, measured")
+    ax.axvline(sgd[0], color="C0", label=sgd[1])
+    ax.axvline(paper[0], color="C1", ls="--", label=paper[1])
+    ax.set(yticks=[], ylim=(-1, 1.2), xlabel=xlabel, title=title)
+    ax.legend(fontsize=7, loc="upper center", ncol=3, columnspacing=0.8)
+    plt.show()
