@@ -135,10 +135,12 @@ print("left to `python -m theorems -t 12` (depth 2):",
 
 # %% [markdown]
 # **The SGD stationary state.** Online SGD (batch 1, an ensemble of runs) on the showcase problem (anisotropic
-# $\Sigma_x$ and $\Sigma_\epsilon$, generic $V$), run to a detected stationary regime at three learning rates
-# and Richardson-extrapolated to $\eta = 0$. Its total sharpness approaches $T^*$, well above the flattest
-# global minimum $T_{\min}$, with a gap linear in $\eta$ (bars: $z = 5.33$ standard errors over runs; at
-# $\eta = 0$ the extrapolation with the check's bound).
+# $\Sigma_x$ and $\Sigma_\epsilon$, generic $V$), run to a detected stationary regime at three learning rates,
+# each rung with its own runs, and fitted by weighted least squares $m(\eta) = c_0 + c_1\eta$; $c_0$ is the
+# $\eta \to 0$ limit and its standard error comes from the rungs' standard errors over runs alone. The total
+# sharpness heads for $T^*$, well above the flattest global minimum $T_{\min}$ (bars: $z = 5.33$ standard
+# errors; at $\eta = 0$ the fitted $c_0$). Zoomed in (right), the limit is resolved about 0.1% above $T^*$:
+# with this anisotropic label noise SGD's $\eta \to 0$ limit is not exactly the closed form.
 
 # %%
 sharp = usable(by_check(verdicts, "check_sgd_sharpness"))
@@ -146,23 +148,33 @@ if sharp:
     problem, ladder = showcase_ladder(ctx)  # the shared run the checks read: cached, not recomputed
     opt = problem.closed_form()
     etas = np.array(ladder.etas)
-    fig, ax = plt.subplots()
-    ax.errorbar(etas, [float(r.mean["sharpness"]) for r in ladder.rungs],
-                yerr=[Z * float(r.stderr["sharpness"]) for r in ladder.rungs], fmt="o", capsize=3, label="SGD, per eta")
-    ax.errorbar([0.0], [float(ladder.extrapolated["sharpness"].estimate)], yerr=[sharp[0].tolerance * opt.sharpness],
-                fmt="s", color="C3", capsize=3, label=r"SGD extrapolated to $\eta = 0$")
-    ax.axhline(opt.sharpness, color="k", lw=1, label=f"T* = {opt.sharpness:.3f} (closed form)")
-    ax.axhline(opt.min_sharpness, color="k", ls="--", lw=1, label=f"T_min = {opt.min_sharpness:.3f}")
-    ax.set(xlabel=r"learning rate $\eta$", ylabel=r"$\mathrm{Tr}\,\nabla^2 L$ (stationary average)",
-           title="SGD's sharpness tends to T*, not to the flattest minimum")
-    ax.set_xlim(-0.06 * etas.max(), 1.08 * etas.max())
-    ax.legend(fontsize=7)
+    fit = ladder.fits["sharpness"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax in axes:
+        ax.errorbar(etas, [float(r.mean["sharpness"]) for r in ladder.rungs],
+                    yerr=[Z * float(r.stderr["sharpness"]) for r in ladder.rungs], fmt="o", capsize=3,
+                    label="SGD, per eta")
+        grid = np.linspace(0, etas.max(), 50)
+        ax.plot(grid, fit.c0[0] + fit.c1[0] * grid, "C0:", lw=1, label=r"fit $c_0 + c_1\eta$")
+        ax.errorbar([0.0], [fit.c0[0]], yerr=[Z * fit.se0[0]], fmt="s", color="C3", capsize=3,
+                    label=r"fitted limit $c_0$")
+        ax.axhline(opt.sharpness, color="k", lw=1, label=f"T* = {opt.sharpness:.3f} (closed form)")
+        ax.set(xlabel=r"learning rate $\eta$")
+    axes[0].axhline(opt.min_sharpness, color="k", ls="--", lw=1, label=f"T_min = {opt.min_sharpness:.3f}")
+    axes[0].set(ylabel=r"$\mathrm{Tr}\,\nabla^2 L$ (stationary average)", title="SGD's sharpness heads for T*")
+    axes[0].set_xlim(-0.06 * etas.max(), 1.08 * etas.max())
+    axes[0].legend(fontsize=7)
+    axes[1].set(xlim=(-0.06 * etas.max(), 0.35 * etas.max()),
+                ylim=(opt.sharpness - 0.004 * opt.sharpness, opt.sharpness + 0.004 * opt.sharpness),
+                title="near eta = 0: the limit is off T*")
+    plt.tight_layout()
     plt.show()
 
 # %% [markdown]
 # The same runs against Theorem 12's closed form: the relative error of each invariant falls linearly
-# with $\eta$ (a first-order gap, dotted: slope 1); the checks compare the extrapolation with 0
-# (bars: $z = 5.33$ standard errors, relative to the target's norm).
+# with $\eta$ toward the fitted limit's offset (bars: $z = 5.33$ standard errors, relative to the target's
+# norm; at $\eta = 0$, $|c_0 - \text{closed form}|$ with $z\,|\mathrm{se}(c_0)|$). The Gram matrices and the
+# spectrum level off at a resolved offset; the layers' gradient moments (equipartition) do not.
 
 # %%
 invariants = usable(by_check(verdicts, "check_sgd_invariants"))
@@ -176,11 +188,12 @@ if invariants:
         err = [r.relative_error(name, target) for r in ladder.rungs]
         bar = [Z * float(r.stderr[name].norm() / target.norm()) for r in ladder.rungs]
         pts = ax.errorbar(etas, err, yerr=bar, fmt="o-", capsize=3, ms=4, label=label)
-        ax.plot(etas, err[0] * etas / etas[0], ":", color=pts[0].get_color(), lw=1)
-    ax.set(xscale="log", yscale="log", xlabel=r"learning rate $\eta$", ylabel="relative error vs closed form",
-           title="SGD's invariants approach the closed form linearly in eta")
-    log_axis(ax, "x")
-    log_axis(ax, "y")
+        ax.errorbar([0.0], [ladder.limit_error(name)], yerr=[ladder.precision(name, Z)], fmt="s", capsize=3,
+                    color=pts[0].get_color())
+    ax.set(xlabel=r"learning rate $\eta$", ylabel="relative error vs closed form",
+           title="SGD's invariants: errors fall linearly in eta to the fitted limit")
+    ax.set_xlim(-0.06 * etas.max(), 1.08 * etas.max())
+    ax.set_ylim(0, None)
     ax.legend(fontsize=7)
     plt.show()
 
@@ -198,7 +211,10 @@ paper_vs_suite(verdicts, [
     ("12", "check_concrete_optimum", "the closed-form global minimum of the entropic loss (leading order in eta)",
      "exact: 40-digit residuals, no feasible point lower"),
     ("12", "check_sgd_invariants", "(SGD reaches that minimum)",
-     "as eta -> 0, yes; for anisotropic data the gap at practical eta is large"),
+     "not exactly: for this anisotropic label noise the eta -> 0 limit is resolved ~0.4% off the closed form "
+     "(W^T W, U U^T; spectrum ~0.15%); the gradient-moment equipartition holds"),
+    ("10", "check_sgd_sharpness", "(SGD's sharpness goes to T*)",
+     "heads for T*, but for this anisotropic label noise the eta -> 0 limit is resolved ~0.1% above it"),
     ("10", "check_equality_condition", "the minimum of phi is not the flattest unless the data are fully isotropic",
      "T* = T_min iff the label noise is isotropic (full-row-rank V); the input covariance plays no role"),
     ("10", "check_label_noise_example", "Eq. 18: label-noise imbalance makes T* unbounded",
@@ -206,7 +222,7 @@ paper_vs_suite(verdicts, [
     ("10", "check_noise_equals_input_example", "Eq. 19: an imbalance in the input can also seek sharpness",
      "there Se = Sx, so the label noise is what is imbalanced; an input-only imbalance costs nothing"),
     ("10", "check_data_balance", "(Figs. 5-6) SGD's sharpness grows with the label-noise imbalance",
-     "SGD's sharpness -> T*(rho) at every rho, and grows as rho falls"),
+     "SGD's sharpness -> T*(rho) at every rho (diagonal Se), and grows as rho falls (resolved at z = 5.33)"),
     ("12", "check_batch_independence", "the batch size does not move the optimum",
-     "at leading order in eta; at finite eta the limit is reached B times more slowly"),
+     "the eta -> 0 limits of batch 1 and 2 agree (offset included); the limit is reached B times more slowly"),
 ])

@@ -1,17 +1,23 @@
 """SGD witness for the two-layer linear net: stationary invariants, eta ladders.
 
 ``measure_invariants`` runs an ensemble of SGD runs of ``l = |U W x - y|^2`` (through
-``numeric.engine.linear_ensemble``) until the drift test declares the observables
-stationary, then time- and ensemble-averages the Q-free invariants
+``numeric.engine.linear_ensemble``; the engine averages its observables itself, block by
+block, ``run_accumulate``) until the drift test declares the observables stationary, then
+time- and ensemble-averages the Q-free invariants
 
-* ``WtW`` = W^T W, ``UUt`` = U U^T, ``spectrum`` = top-r eigenvalues of W Sx W^T,
-* ``sharpness`` = Tr hess L (the closed-form identity of symbolic.two_layer, cross-checked
-  against torch.func's exact Hessian on the final weights: ``hessian_check``),
+* ``WtW`` = W^T W, ``UUt`` = U U^T,
+* ``spectrum`` = top-r eigenvalues of ``Sx^{1/2} E[W^T W] Sx^{1/2}`` (those of W Sx W^T at
+  the stationary mean; their standard errors by the delta method, see
+  :func:`spectrum_of_mean`),
+* ``sharpness`` = Tr hess L = 2 d_y Tr(Sx W^T W) + 2 Tr(Sx) Tr(U U^T) (the closed-form
+  identity of symbolic.two_layer, linear in the two Gram matrices; cross-checked against
+  torch.func's exact Hessian on the final weights: ``hessian_check``),
 * ``grad_moments`` = per-sample E|grad_W l|^2, E|grad_U l|^2,
 
-with CLT standard errors across runs. ``eta_ladder`` repeats this over learning rates
-(warm-starting each rung from the previous one's final weights; stationarity is still
-detected afresh) and Richardson-extrapolates every invariant to eta = 0.
+with CLT standard errors across runs. ``eta_ladder`` repeats this over learning rates, each
+rung with its own runs (own seed, own random start), and fits every invariant by weighted
+least squares in eta (:func:`numeric.stationary.fit_eta_ladder`): the fit's ``c0`` is the
+eta -> 0 limit, its standard error comes from the rungs' CLT standard errors alone.
 
 >>> import numpy as np
 >>> p = TwoLayerProblem(V=np.eye(2), Sx=np.eye(2), Se=0.5 * np.eye(2), width=2)
@@ -31,10 +37,10 @@ import torch
 
 from . import engine
 from core.errors import InputError
-from .linear_ensemble import LinearTeacher
+from .linear_ensemble import LinearTeacher, _sqrtm_psd
 from .modified_flow import fit_loglog_slope
-from .sharpness import two_layer_sharpness_exact, two_layer_sharpness_formula
-from .stationary import extrapolate_to_zero, stationary_average
+from .sharpness import two_layer_flat_loss, two_layer_sharpness_exact, two_layer_sharpness_formula
+from .stationary import fit_eta_ladder, stationary_average
 
 INVARIANTS = ("WtW", "UUt", "spectrum", "sharpness", "grad_moments")
 
@@ -88,27 +94,48 @@ class InvariantMeasurement:
         return float((self.mean[name].cpu() - t).norm() / t.norm())
 
 
-def _observer(ens, Sx: torch.Tensor, rank: int):
-    def observe():
-        W, U = ens.weights  # (R, h, dx), (R, dy, h)
-        WSW = W @ Sx @ W.transpose(-1, -2)
-        spec = torch.linalg.eigvalsh(WSW).flip(-1)[:, :rank]
-        u, y = ens.sample()
-        return {
-            "WtW": W.transpose(-1, -2) @ W,
-            "UUt": U @ U.transpose(-1, -2),
-            "spectrum": spec,
-            "sharpness": two_layer_sharpness_formula(U, W, Sx),
-            "grad_moments": ens.per_sample_grad_sq(u, y),
-        }
+def _invariant_blocks(ens, Sx: torch.Tensor):
+    """``accumulate(n, k)`` for numeric.stationary: per-run block averages of the invariants
+    that are linear in the state (the Gram matrices, the sharpness identity, the gradient
+    moments), from the engine's own accumulated averages."""
+    dy, b = ens.teacher.dy, float(torch.diagonal(Sx).sum())
 
-    return observe
+    def accumulate(n_steps: int, sample_every: int) -> dict:
+        obs = ens.run_accumulate(n_steps, sample_every)
+        WtW, UUt = obs["W1tW1"], obs["WDWDt"]
+        sharp = 2 * dy * (WtW * Sx).sum(dim=(-1, -2)) + 2 * b * torch.diagonal(UUt, dim1=-2, dim2=-1).sum(-1)
+        return {"WtW": WtW, "UUt": UUt, "sharpness": sharp, "grad_moments": obs["grad_sq"]}
+
+    return accumulate
+
+
+def spectrum_of_mean(per_run_WtW: torch.Tensor, Sx, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``rank`` eigenvalues of ``M = Sx^{1/2} mean_r(W^T W)_r Sx^{1/2}`` (the nonzero
+    spectrum of W Sx W^T at the mean) and their standard errors.
+
+    Each run's time average ``M_r`` is projected on the eigenvectors ``v_i`` of the mean:
+    ``v_i^T M_r v_i`` averages to ``lambda_i`` exactly, and its spread over the independent runs
+    is the delta-method (first-order) standard error of ``lambda_i``; the neglected second
+    order is ~ stderr^2 / (eigenvalue gap).
+
+    >>> W = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[4.0, 0.0], [0.0, 3.0]]], dtype=torch.float64)
+    >>> m, s = spectrum_of_mean(W, np.eye(2), 2)
+    >>> m.tolist(), s.tolist()
+    ([3.0, 2.0], [1.0, 1.0])
+    """
+    half = torch.as_tensor(_sqrtm_psd(np.asarray(Sx, dtype=np.float64)), dtype=torch.float64)
+    M_r = half @ per_run_WtW.to(torch.float64) @ half
+    _, vecs = torch.linalg.eigh(M_r.mean(0))
+    top = vecs.flip(-1)[:, :rank]  # (dx, rank), descending eigenvalues
+    proj = torch.einsum("ai,rab,bi->ri", top, M_r, top)  # (R, rank)
+    R = proj.shape[0]
+    return proj.mean(0), proj.std(0) / np.sqrt(R) if R >= 2 else torch.full((rank,), float("nan"))
 
 
 def measure_invariants(problem: TwoLayerProblem, eta: float, *, batch: int = 1, n_runs: int = 256,
                        seed: int = 0, device="auto", init=None, block_steps: int = 500, window: int = 4,
                        average_blocks: int = 8, max_steps: int = 400_000, sample_every: int = 10,
-                       init_scale: float = 1.0, progress=None) -> InvariantMeasurement:
+                       init_scale: float = 1.0, drift_test: str = "trend", progress=None) -> InvariantMeasurement:
     """Stationary averages of the two-layer invariants for one (eta, batch).
 
     ``init`` (a [W, U] pair, batched or single) warm-starts the runs. Raises
@@ -119,26 +146,28 @@ def measure_invariants(problem: TwoLayerProblem, eta: float, *, batch: int = 1, 
                                  device=device, track_every=10, init_scale=init_scale)
     if init is not None:
         ens.load_weights(init)
-    Sx = torch.as_tensor(problem.Sx, dtype=ens.dtype, device=ens.device)
-    res = stationary_average(ens.run, _observer(ens, Sx, problem.teacher.rank), block_steps=block_steps,
+    Sx = torch.as_tensor(problem.Sx, dtype=torch.float64)
+    res = stationary_average(None, None, accumulate=_invariant_blocks(ens, Sx), block_steps=block_steps,
                              window=window, average_blocks=average_blocks, max_steps=max_steps,
-                             sample_every=sample_every, progress=progress)
-    W, U = ens.weights
+                             sample_every=sample_every, drift_test=drift_test, progress=progress)
+    mean = {k: v.cpu() for k, v in res.mean.items()}
+    stderr = {k: v.cpu() for k, v in res.stderr.items()}
+    mean["spectrum"], stderr["spectrum"] = spectrum_of_mean(res.per_run["WtW"].cpu(), problem.Sx, problem.teacher.rank)
+    W, U = (w.detach().clone() for w in ens.weights)
     exact = two_layer_sharpness_exact(U, W, problem.V, problem.Sx, problem.Se)
-    formula = two_layer_sharpness_formula(U, W, Sx)
+    formula = two_layer_sharpness_formula(U, W, Sx.to(W.device))
     check = float(((exact - formula).abs() / formula.abs()).max())
     return InvariantMeasurement(
-        eta=float(eta), batch=int(batch), n_runs=int(n_runs),
-        mean={k: v.cpu() for k, v in res.mean.items()}, stderr={k: v.cpu() for k, v in res.stderr.items()},
+        eta=float(eta), batch=int(batch), n_runs=int(n_runs), mean=mean, stderr=stderr,
         converged=res.converged, steps_to_stationary=res.steps_to_stationary, total_steps=res.total_steps,
-        wall_s=time.perf_counter() - t0, hessian_check=check, final_weights=[W.clone(), U.clone()],
+        wall_s=time.perf_counter() - t0, hessian_check=check, final_weights=[W, U],
     )
 
 
 @dataclass
 class LadderResult:
     rungs: list  # InvariantMeasurement per eta, largest eta first
-    extrapolated: dict  # name -> Extrapolation
+    fits: dict  # name -> numeric.stationary.LadderFit (c0: the eta -> 0 limit)
     targets: dict
 
     @property
@@ -149,13 +178,18 @@ class LadderResult:
         """Relative error at one rung (default: the smallest eta)."""
         return self.rungs[which].relative_error(name, self.targets[name])
 
-    def extrapolated_error(self, name: str) -> float:
-        t = self.targets[name]
-        return float((self.extrapolated[name].estimate - t).norm() / t.norm())
+    def limit(self, name: str) -> torch.Tensor:
+        """The fitted eta -> 0 limit ``c0``, in the invariant's shape."""
+        return torch.as_tensor(self.fits[name].c0).reshape(self.targets[name].shape)
 
-    def tolerance(self, name: str, z: float) -> float:
-        """Relative Frobenius bound: ``|tolerance vector|_F / |target|_F`` (see Extrapolation)."""
-        return float(self.extrapolated[name].tolerance(z).norm() / self.targets[name].norm())
+    def limit_error(self, name: str) -> float:
+        """``|c0 - target|_F / |target|_F``."""
+        t = self.targets[name]
+        return float((self.limit(name) - t).norm() / t.norm())
+
+    def precision(self, name: str, z: float) -> float:
+        """``z |se(c0)|_F / |target|_F``: the relative offset the ladder can resolve."""
+        return float(z * np.linalg.norm(self.fits[name].se0) / self.targets[name].norm())
 
     def slope(self, name: str) -> float:
         """Log-log slope of the relative error against eta over the rungs (1 = first order)."""
@@ -194,39 +228,65 @@ def balance_relaxation_steps(problem: TwoLayerProblem, eta: float, batch: int = 
     return batch / rate
 
 
-def eta_ladder(problem: TwoLayerProblem, etas, *, warm_start: bool = True, seed: int = 0, progress=None,
-               burn_in: bool = True, init=None, **kwargs) -> LadderResult:
-    """``measure_invariants`` at each eta (largest first), then extrapolate to eta = 0.
+def gd_stability_limit(problem: TwoLayerProblem) -> float:
+    """Gradient descent's stability limit ``2 / lambda_max(hess L)`` at the closed-form optimum
+    (exact Hessian of the population loss by torch.func; the optimum's Q is immaterial: the
+    Hessian spectrum is invariant under the hidden rotations).
 
-    Each rung uses its own seed. Warm starts correlate neighbouring rungs only through the
-    slow balance mode, positively, which makes the assumed-independent standard error of
-    ``2 m(eta/2) - m(eta)`` conservative. ``burn_in``: first relax from the random
-    initialisation at ``max(etas)`` (the balance mode relaxes at a rate ~ eta^2, so this is the
-    cheapest rung to relax at; a random init with weight std 0.5/sqrt(fan_in) keeps the first
-    steps stable); its averages are discarded and stationarity is re-detected at every rung.
+    >>> round(gd_stability_limit(TwoLayerProblem(np.eye(2), np.eye(2), np.eye(2), 2)), 12)
+    0.5
+    """
+    o = problem.closed_form()
+    U = torch.as_tensor(np.asarray(o.U, dtype=np.float64))
+    W = torch.as_tensor(np.asarray(o.W, dtype=np.float64))
+    L = two_layer_flat_loss([tuple(U.shape), tuple(W.shape)], problem.V, problem.Sx, problem.Se)
+    H = torch.func.hessian(L)(torch.cat([U.reshape(-1), W.reshape(-1)]))
+    return 2.0 / float(torch.linalg.eigvalsh((H + H.T) / 2)[-1])
+
+
+def rung_seed(seed: int, stream: int, rung: int, role: int) -> int:
+    """An independent 32-bit seed for one ensemble: ``stream`` tells ladders apart (a batch
+    size, a data-balance problem), ``role`` the burn-in (0) from the measurement (1)."""
+    return int(np.random.SeedSequence([int(seed), int(stream), int(rung), int(role)]).generate_state(1)[0])
+
+
+def eta_ladder(problem: TwoLayerProblem, etas, *, seed: int = 0, stream: int = 0, progress=None,
+               relaxation_blocks: float = 0.5, order: int | None = None, **kwargs) -> LadderResult:
+    """``measure_invariants`` at each eta (largest first), each rung with its own runs, then a
+    weighted least-squares fit of every invariant in eta (:func:`fit_eta_ladder`; ``order``
+    None: linear with three rungs, quadratic with four or more).
+
+    Every rung starts from its own random initialisation (weight std 0.5/sqrt(fan_in)), burns
+    in at ``max(etas)`` until the drift test passes (the balance mode relaxes at a rate
+    ~ eta^2, so this is the cheapest learning rate to relax at; its averages are discarded),
+    and continues with fresh data (its own seed) at its own eta, where stationarity is
+    detected afresh. The rungs share no runs and no data, so their means are independent,
+    as the fit assumes.
+
+    Block length: fast modes relax at a rate ~ eta (blocks grow as 1/eta from ``block_steps``
+    at the largest eta); the slow balance mode at ~ eta^2 / B (balance_relaxation_steps): a
+    block is at least ``relaxation_blocks`` of that time, so the drift test's 2 x window
+    blocks span several relaxation times and cannot pass early.
     """
     etas = sorted((float(e) for e in etas), reverse=True)
-    rungs = []
-    if burn_in:
-        opts = {k: v for k, v in kwargs.items() if k in ("batch", "n_runs", "device", "block_steps", "window",
-                                                          "max_steps", "sample_every")}
-        init = measure_invariants(problem, etas[0], seed=seed, init=init, average_blocks=1, init_scale=0.5,
-                                  progress=progress, **opts).final_weights
     base_block = kwargs.pop("block_steps", 500)
     batch = kwargs.get("batch", 1)
+    burn_opts = {k: v for k, v in kwargs.items() if k in ("batch", "n_runs", "device", "window", "max_steps",
+                                                          "sample_every", "drift_test")}
+
+    def block(eta):
+        return int(round(max(base_block * etas[0] / eta, relaxation_blocks * balance_relaxation_steps(problem, eta, batch))))
+
+    rungs = []
     for k, eta in enumerate(etas):
-        # Fast modes relax at a rate ~ eta (blocks grow as 1/eta); the slow balance mode at
-        # ~ eta^2 / B (balance_relaxation_steps): a block is at least half of that time, so the
-        # drift test (2 * window blocks) spans several relaxation times and cannot pass early.
-        block = int(round(max(base_block * etas[0] / eta, 0.5 * balance_relaxation_steps(problem, eta, batch))))
-        m = measure_invariants(problem, eta, seed=seed + 7919 * (k + 1), init=init, progress=progress,
-                               block_steps=block, **kwargs)
-        rungs.append(m)
-        if warm_start:
-            init = m.final_weights
-    ex = {name: extrapolate_to_zero([r.eta for r in rungs], [r.mean[name] for r in rungs],
-                                    [r.stderr[name] for r in rungs]) for name in INVARIANTS}
-    return LadderResult(rungs, ex, problem.targets())
+        start = measure_invariants(problem, etas[0], seed=rung_seed(seed, stream, k, 0), average_blocks=1,
+                                   init_scale=0.5, block_steps=block(etas[0]), progress=progress,
+                                   **burn_opts).final_weights
+        rungs.append(measure_invariants(problem, eta, seed=rung_seed(seed, stream, k, 1), init=start,
+                                        block_steps=block(eta), progress=progress, **kwargs))
+    fits = {name: fit_eta_ladder([r.eta for r in rungs], [r.mean[name].numpy() for r in rungs],
+                                 [r.stderr[name].numpy() for r in rungs], order=order) for name in INVARIANTS}
+    return LadderResult(rungs, fits, problem.targets())
 
 
 def default_etas(problem: TwoLayerProblem, kappa: float = 0.4, rungs: int = 3) -> list:
@@ -236,4 +296,3 @@ def default_etas(problem: TwoLayerProblem, kappa: float = 0.4, rungs: int = 3) -
     tried (divergence would raise, never pass silently)."""
     eta0 = kappa / problem.closed_form().sharpness
     return [eta0 / 2**k for k in range(rungs)]
-

@@ -82,3 +82,55 @@ def test_bad_inputs():
         entropic_optimum(np.eye(2), np.eye(2), np.eye(2), width=3, Q=np.ones((3, 2)))
     with pytest.raises(InputError, match="NaN"):
         entropic_optimum(np.array([[np.nan]]), np.eye(1), np.eye(1))
+
+
+# ------------------------------------------------------------- the SGD witness's statistics
+import torch  # noqa: E402
+
+from numeric.stationary import fit_eta_ladder  # noqa: E402
+from numeric.two_layer_witness import TwoLayerProblem, eta_ladder, rung_seed, spectrum_of_mean  # noqa: E402
+from theorems.two_layer_checks import limit_difference_criteria, offset_criteria  # noqa: E402
+
+
+def test_spectrum_of_mean_is_the_spectrum_of_the_mean_gram_matrix():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((3, 3))
+    Sx = A @ A.T + 0.5 * np.eye(3)
+    W = torch.as_tensor(rng.standard_normal((64, 2, 3)))
+    WtW = W.transpose(-1, -2) @ W
+    mean, se = spectrum_of_mean(WtW, Sx, 2)
+    S = torch.as_tensor(Sx)
+    direct = torch.linalg.eigvalsh(W.mean(0) @ S @ W.mean(0).T)  # not the same: W's mean is not W^T W's
+    exact = np.sort(np.linalg.eigvals(WtW.mean(0).numpy() @ Sx).real)[::-1][:2]
+    assert np.allclose(mean.numpy(), exact, rtol=1e-12) and bool((se > 0).all())
+    assert not np.allclose(np.sort(direct.numpy())[::-1], exact)
+
+
+def test_rung_seeds_are_distinct_across_rungs_roles_and_streams():
+    seeds = {rung_seed(s, st, k, r) for s in range(3) for st in (1, 2, 101) for k in range(5) for r in (0, 1)}
+    assert len(seeds) == 3 * 3 * 5 * 2
+
+
+def test_an_offset_is_resolved_and_a_difference_of_limits_is_not():
+    etas = [0.04, 0.02, 0.01]
+    se = [np.full(2, 1e-4)] * 3
+    fit = fit_eta_ladder(etas, [np.array([1.01, 2.0]) + 3 * e for e in etas], se)
+    crit = offset_criteria(fit, [1.0, 2.0], "x")
+    assert all(c.passed for c in crit)
+    crit = offset_criteria(fit_eta_ladder(etas, [np.array([1.0, 2.0]) + 3 * e for e in etas], se), [1.0, 2.0], "x")
+    assert not crit[0].passed
+    other = fit_eta_ladder(etas, [np.array([1.01, 2.0]) - 5 * e for e in etas], se)
+    crit, rel, bound = limit_difference_criteria(fit, other, "x")
+    assert all(c.passed for c in crit) and rel < bound
+
+
+def test_isotropic_noise_ladder_meets_the_closed_form():
+    """A small ladder on an isotropic-noise problem: every invariant's eta -> 0 fit is the closed form."""
+    from theorems.two_layer_checks import invariant_verdicts
+
+    p = TwoLayerProblem(V=np.array([[1.0, 0.3], [0.0, 0.8]]), Sx=np.diag([1.0, 0.5]), Se=0.7 * np.eye(2), width=2)
+    lad = eta_ladder(p, [0.02, 0.01, 0.005], seed=3, n_runs=128, block_steps=100, window=3, average_blocks=6,
+                     max_steps=5_000_000, drift_test="trend", device="cpu")
+    assert len({id(r.final_weights[0]) for r in lad.rungs}) == 3
+    for v in invariant_verdicts(lad):
+        assert v.passed, v.explain()

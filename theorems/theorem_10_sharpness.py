@@ -17,11 +17,18 @@ on the label noise only (for full-row-rank V: $\Sigma_\epsilon \propto I$); the 
 plays no role, so "unless the data distribution is fully isotropic" is imprecise.
 
 Derivation: ``symbolic.two_layer``. Witness: the SGD ladder shared with Theorem 12 (sharpness of
-each run from its weights, with torch.func's exact Hessian trace cross-checking the
+each run from its Gram matrices, with torch.func's exact Hessian trace cross-checking the
 identity on the final weights), and the data-balance sweep (paper Fig. 5-6).
-Tolerances: as Theorem 12 (z = 5.33 CLT, theorems.tolerances.Z, + estimated O(eta^2) remainder); float64 identities
-at 1e-12 relative (a few hundred flops of round-off ~1e-16 each); Hutchinson at z = 5.33 (theorems.tolerances.Z) of
-its own CLT standard error.
+Tolerances: every eta -> 0 limit is the ``c0`` of a weighted least-squares fit in eta over
+independent rungs (:mod:`theorems.two_layer_checks`: within, or for an offset the suite finds
+beyond, z = 5.33 x se(c0), theorems.tolerances.Z, plus a chi^2 goodness of fit at p = 1e-7);
+float64 identities at 1e-12 relative (a few hundred flops of round-off ~1e-16 each);
+Hutchinson at z = 5.33 of its own CLT standard error.
+
+Suite finding (ERRATA.md): on the showcase problem (anisotropic label noise) the eta -> 0 limit
+of SGD's sharpness is resolved ~0.1% off T* (the Gram matrices it is made of are off the closed
+form too, Theorem 12); on the data-balance problems (diagonal Se) it is T*(rho) to the
+budget's precision.
 """
 
 from __future__ import annotations
@@ -33,13 +40,15 @@ import torch
 from numeric.figures import saved_figure
 from numeric.sharpness import (flatten, hutchinson_trace, two_layer_flat_loss, two_layer_sharpness_exact,
                                two_layer_sharpness_formula)
-from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder
+from numeric.two_layer_witness import TwoLayerProblem, eta_ladder
 from symbolic.two_layer import (derive_total_sharpness, diagonal_case, entropic_optimum, label_noise_example,
                                 noise_equals_input_example, random_feasible_point, total_sharpness)
 from theorems.checks import check, full_case, pytest_cases, verifier
-from theorems.settings.two_layer import (DATA_BALANCE_RHOS, data_balance_problem, data_balance_settings,
-                                         showcase_ladder, showcase_problem)
-from theorems.two_layer_checks import Z, invariant_verdict
+from theorems.settings.two_layer import (DATA_BALANCE_RHOS, SHOWCASE_OFFSETS, data_balance_etas,
+                                         data_balance_problem, data_balance_settings, showcase_ladder,
+                                         showcase_problem, stability_margin)
+from theorems.tolerances import Z
+from theorems.two_layer_checks import invariant_verdict
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "10"
@@ -172,7 +181,7 @@ def check_equality_condition(ctx: Context, n_draws: int = 20) -> Verdict:
 def check_hessian_measurement(ctx: Context) -> list:
     """torch.func exact Tr hess L equals the identity; Hutchinson is within z = 5.33 of its stderr."""
     g = torch.Generator().manual_seed(ctx.seed)
-    p = showcase_problem()  # width 4
+    p = showcase_problem(width=4)  # a hidden width above the rank
     U = torch.randn(16, p.V.shape[0], p.width, generator=g, dtype=torch.float64)
     W = torch.randn(16, p.width, p.V.shape[1], generator=g, dtype=torch.float64)
     exact = two_layer_sharpness_exact(U, W, p.V, p.Sx, p.Se)
@@ -200,14 +209,16 @@ def check_hessian_measurement(ctx: Context) -> list:
 
 @check(THEOREM)
 def check_sgd_sharpness(ctx: Context) -> Verdict:
-    """Sharpness of the SGD stationary state -> T* (the eta ladder shared with Theorem 12)."""
-    _, ladder = showcase_ladder(ctx)
+    """Sharpness of the SGD stationary state as eta -> 0 vs T* (the eta ladder shared with Theorem 12)."""
+    p, ladder = showcase_ladder(ctx)
     worst = max(r.hessian_check for r in ladder.rungs)
     return invariant_verdict(
-        ladder, "sharpness", "Tr hess L of the SGD stationary state -> T* (eta -> 0)", THEOREM,
+        ladder, "sharpness", THEOREM, offset="sharpness" in SHOWCASE_OFFSETS,
         criteria=[Criterion.at_most("torch.func exact Tr hess L vs the identity on the final weights (max rel.)",
                                     worst, 1e-12, FLOAT64)],
-        details={"torch.func exact vs identity on the final weights (max rel)": worst})
+        details={"torch.func exact vs identity on the final weights (max rel)": worst,
+                 "T_min": p.closed_form().min_sharpness,
+                 "largest eta / GD stability limit": stability_margin(p, ladder.etas)})
 
 
 def data_balance_sweep(ctx: Context, rhos=None, **settings):
@@ -217,7 +228,7 @@ def data_balance_sweep(ctx: Context, rhos=None, **settings):
     out = []
     for k, rho in enumerate(rhos):
         p = data_balance_problem(rho)
-        lad = eta_ladder(p, default_etas(p), seed=ctx.seed + 101 * k, **opts)
+        lad = eta_ladder(p, data_balance_etas(ctx, p), seed=ctx.seed, stream=101 + k, **opts)
         out.append((rho, p, lad))
     return out
 
@@ -232,9 +243,9 @@ def plot_data_balance(sweep, path):
             ax1.errorbar(rhos, [float(s[2].rungs[k].mean["sharpness"]) for s in sweep],
                          yerr=[Z * float(s[2].rungs[k].stderr["sharpness"]) for s in sweep], fmt="o", ms=4,
                          label=f"SGD, eta = {sweep[0][2].rungs[k].eta * sweep[0][1].closed_form().sharpness:.2g}/T*")
-        ax1.errorbar(rhos, [float(s[2].extrapolated["sharpness"].estimate) for s in sweep],
-                     yerr=[float(s[2].extrapolated["sharpness"].tolerance(Z)) for s in sweep], fmt="s", color="red",
-                     label="SGD extrapolated to eta -> 0")
+        ax1.errorbar(rhos, [float(s[2].fits["sharpness"].c0[0]) for s in sweep],
+                     yerr=[Z * float(s[2].fits["sharpness"].se0[0]) for s in sweep], fmt="s", color="red",
+                     label="SGD, eta -> 0 (fitted c0)")
         ax1.set_xscale("log")
         ax1.set_xlabel("label-noise balance rho (Se = diag(1, rho))")
         ax1.set_ylabel("total sharpness Tr hess L")
@@ -250,6 +261,19 @@ def plot_data_balance(sweep, path):
     return path
 
 
+def trend_criterion(sweep, k: int) -> Criterion:
+    """The eta -> 0 sharpness at rho_k exceeds the one at rho_{k+1} by more than z = 5.33
+    standard errors of the difference (independent ladders): the trend is resolved, not
+    merely not contradicted."""
+    (r0, p0, a), (r1, p1, b) = sweep[k], sweep[k + 1]
+    fa, fb = a.fits["sharpness"], b.fits["sharpness"]
+    diff, se = float(fa.c0[0] - fb.c0[0]), float(np.hypot(fa.se0[0], fb.se0[0]))
+    dT = p0.closed_form().sharpness - p1.closed_form().sharpness
+    return Criterion.at_least(f"(c0(rho={r0:g}) - c0(rho={r1:g})) / se of the difference "
+                              f"({diff:.4g} +- {se:.2g}; T* difference {dT:.4g})",
+                              diff / se, Z, f"one-sided, z = {Z:.2f} (CLT, independent ladders): T*(rho) decreases in rho")
+
+
 # verify() (the main job, in CI) runs the sweep; pytest would only repeat it
 @check(THEOREM, slow=True)
 def check_data_balance(ctx: Context) -> list:
@@ -258,18 +282,15 @@ def check_data_balance(ctx: Context) -> list:
     sweep = data_balance_sweep(ctx, progress=ctx.task("data-balance sweep", None))
     path = ctx.figure_path("theorem10_data_balance.png")
     figs = [plot_data_balance(sweep, path)] if path is not None else []
-    ext = [float(lad.extrapolated["sharpness"].estimate) for _, _, lad in sweep]
     out = []
     for k, (rho, p, lad) in enumerate(sweep):
         o = p.closed_form()
-        trend = [] if k + 1 == len(sweep) else [Criterion.at_least(
-            f"extrapolated sharpness >= the one at rho={sweep[k + 1][0]:g} (Fig. 5-6 trend)", ext[k], ext[k + 1],
-            "T*(rho) decreases in rho (symbolic.two_layer)")]
+        trend = [] if k + 1 == len(sweep) else [trend_criterion(sweep, k)]
         out.append(invariant_verdict(
-            lad, "sharpness", f"data balance rho={rho:g}: SGD sharpness -> T*(rho) (eta -> 0)", THEOREM,
+            lad, "sharpness", THEOREM, claim=f"data balance rho={rho:g}: SGD sharpness -> T*(rho) (eta -> 0)",
             criteria=trend, figures=figs,
-            details={"T*": o.sharpness, "T_min": o.min_sharpness, "extrapolated sharpness": ext[k],
-                     "stderr of the extrapolated sharpness": float(lad.extrapolated["sharpness"].stderr),
+            details={"T*": o.sharpness, "T_min": o.min_sharpness,
+                     "largest eta / GD stability limit": stability_margin(p, lad.etas),
                      "measured sharpness per eta": [float(r.mean["sharpness"]) for r in lad.rungs]}))
     return out
 

@@ -20,11 +20,16 @@ The batch size B divides the entropy by B and so does not move the minimiser.
 Derivation: ``symbolic.two_layer`` (SymPy: entropy from the loss, convex Riccati
 characterisation, exact diagonal cases, 40-digit evaluation for concrete matrices).
 Witness: ``numeric.two_layer_witness`` (ensemble online SGD to a detected stationary
-regime, an eta ladder Richardson-extrapolated to eta = 0).
-Tolerances: the extrapolated error is bounded by ``z * stderr`` (CLT across independent
-runs) plus the estimated O(eta^2) remainder (linear minus quadratic extrapolation, with its
-own ``z * stderr``) at the suite's z (:mod:`theorems.tolerances`: Z = 5.33, p = 1e-7 per
-comparison).
+regime, an eta ladder of independent rungs fitted by weighted least squares in eta).
+Tolerances: the fitted eta -> 0 limit ``c0`` within (for an offset the suite finds: beyond)
+``z * se(c0)`` in every component, ``se(c0)`` from the rungs' CLT standard errors alone, and
+a chi^2 goodness of fit at ``p = 1e-7`` (:mod:`theorems.two_layer_checks`; z = 5.33,
+:mod:`theorems.tolerances`).
+
+Suite finding (ERRATA.md): for the showcase problem's anisotropic label noise the eta -> 0
+limit of SGD's stationary W^T W, U U^T and spectrum is resolved off the closed form (~0.4%,
+~0.4%, ~0.15% relative), while the gradient-moment equipartition holds; with isotropic label
+noise the closed form is the limit (the property test below draws such problems).
 
 **Any depth** (Eqs. 59-60: layer structure and equipartition of the embedded deep linear net,
 BFGS minimisers and SGD whitened-kernel spectra): :mod:`theorems.theorem_12_entropic_optimum_any_depth`,
@@ -47,8 +52,9 @@ from numeric.two_layer_witness import TwoLayerProblem, default_etas, eta_ladder,
 from symbolic.two_layer import (derive_entropy_on_manifold, diagonal_case, entropic_optimum, entropy_on_manifold,
                                 random_feasible_point)
 from theorems.checks import check, full_case, pytest_cases, verifier
-from theorems.settings.two_layer import showcase_ladder, showcase_problem
-from theorems.two_layer_checks import Z, converged_criterion, invariant_verdicts
+from theorems.settings.two_layer import SHOWCASE_OFFSETS, showcase_ladder, showcase_problem, stability_margin
+from theorems.tolerances import Z
+from theorems.two_layer_checks import converged_criterion, invariant_verdicts, limit_difference_criteria
 from theorems.verdict import Context, Criterion, Verdict
 
 THEOREM = "12"
@@ -115,32 +121,36 @@ def check_concrete_optimum(ctx: Context, problem: TwoLayerProblem | None = None,
 # ------------------------------------------------------------------------------- numeric
 @check(THEOREM)
 def check_sgd_invariants(ctx: Context) -> list:
-    """The SGD stationary invariants (W^T W, U U^T, spectrum, gradient moments) -> the closed form."""
-    _, ladder = showcase_ladder(ctx)
-    return invariant_verdicts(ladder)
+    """The SGD stationary invariants (W^T W, U U^T, spectrum, gradient moments) as eta -> 0
+    against the closed form: the limit where the suite finds it, the resolved offset elsewhere."""
+    p, ladder = showcase_ladder(ctx)
+    out = invariant_verdicts(ladder, names=("WtW", "UUt", "spectrum", "grad_moments"), offsets=SHOWCASE_OFFSETS)
+    for v in out:
+        v.details["largest eta / GD stability limit"] = stability_margin(p, ladder.etas)
+    return out
 
 
 # verify() runs it in CI (python -m theorems); pytest would only repeat it
 @check(THEOREM, slow=True)
-def check_batch_independence(ctx: Context, batch: int | None = None) -> list:
-    """Batch B divides the entropy by B: the eta -> 0 optimum must not move; only the time
+def check_batch_independence(ctx: Context, batch: int = 2) -> list:
+    """Batch B divides the entropy by B: the eta -> 0 limit must not move; only the time
     to reach it grows (the balance mode relaxes at a rate ~ eta^2 / B)."""
-    batch = batch if batch is not None else ctx.pick(2, 4)
-    p, lad1 = showcase_ladder(ctx, batch=1)
-    # the slow balance mode relaxes B times slower: in CI a smaller ensemble pays for it
-    _, ladB = showcase_ladder(ctx, batch=batch, **({} if ctx.full else dict(n_runs=256, block_steps=150)))
+    _, lad1 = showcase_ladder(ctx, batch=1)
+    # the slow balance mode relaxes B times slower: half the runs pay for it
+    _, ladB = showcase_ladder(ctx, batch=batch, n_runs=lad1.rungs[0].n_runs // 2)
     out = []
     for name in ("WtW", "UUt"):
-        d = (lad1.extrapolated[name].estimate - ladB.extrapolated[name].estimate).norm()
-        tol = lad1.extrapolated[name].tolerance(Z).norm() + ladB.extrapolated[name].tolerance(Z).norm()
-        t = lad1.targets[name].norm()
+        crit, rel, bound = limit_difference_criteria(lad1.fits[name], ladB.fits[name], f"{name}, batch 1 vs {batch}")
         out.append(Verdict(
             THEOREM, f"batch {batch} vs batch 1: same eta->0 limit of {name}", symbolic="entropy / B: same argmin",
-            predicted=0.0, measured=float(d / t), tolerance=float(tol / t),
-            tolerance_source=f"sum of the two extrapolations' bounds (z={Z:.2f} CLT + O(eta^2) remainder)",
-            criteria=[converged_criterion(lad1, ladB)],
-            details={"batch-B extrapolated rel. error vs closed form": ladB.extrapolated_error(name),
-                     "batch-1 extrapolated rel. error": lad1.extrapolated_error(name),
+            predicted=0.0, measured=rel, tolerance=bound, comparison="none", paper="supports",
+            tolerance_source=f"z={Z:.2f} x se of the difference of two WLS fits' c0 (CLT, independent ladders), "
+                             "relative Frobenius",
+            criteria=[converged_criterion(lad1, ladB), *crit],
+            details={"c0 batch 1": lad1.limit(name).tolist(), "se(c0) batch 1": lad1.fits[name].se0.tolist(),
+                     f"c0 batch {batch}": ladB.limit(name).tolist(), f"se(c0) batch {batch}": ladB.fits[name].se0.tolist(),
+                     "c1 batch 1": lad1.fits[name].c1.tolist(), f"c1 batch {batch}": ladB.fits[name].c1.tolist(),
+                     "etas": lad1.etas, "n_runs": [lad1.rungs[0].n_runs, ladB.rungs[0].n_runs],
                      "steps to stationary B=1": [r.steps_to_stationary for r in lad1.rungs],
                      f"steps to stationary B={batch}": [r.steps_to_stationary for r in ladB.rungs],
                      "note": "block lengths follow the predicted relaxation time ~ B/eta^2, so the step "
@@ -176,22 +186,29 @@ def test_closed_form_random_draws(problem):
     assert v.passed, v.explain()
 
 
-@settings(max_examples=2)  # lowers CI cost (each draw is a full SGD eta ladder); `thorough` runs 200
-@given(two_layer_problems(min_dim=2, max_extra_width=0), nst.seeds())
-def test_sgd_matches_closed_form_random_draws(problem, seed):
-    """Hypothesis: the SGD eta ladder extrapolates to the closed form for random problems.
+@st.composite
+def isotropic_noise_problems(draw):
+    """Width-rank problems (dims 2..3) with isotropic label noise Se = s I, s in [0.3, 1.5]."""
+    p = draw(two_layer_problems(min_dim=2, max_extra_width=0))
+    s = draw(st.floats(0.3, 1.5))
+    return TwoLayerProblem(p.V, p.Sx, s * np.eye(p.V.shape[0]), p.width)
 
-    dx, dy >= 2: in 1-d problems the per-sample Hessian of batch-1 SGD is rank one with a
-    chi^2_1-tailed size, and even at eta = 0.28/T* (started at the optimum) a few of 1024 runs
-    blow up within 2000 steps (DivergenceError, measured for V = [1, 0], Sx = I, Se = 1). The
-    relaxation budget of CI needs eta ~ 0.4/T*, so such draws are left to the closed-form tests.
-    Width = rank here: hidden units beyond the rank relax ~4x slower (balance_relaxation_steps),
-    which quadruples the cost; width > rank is covered by the full-budget showcase (width 4) and
-    by the closed-form draws.
+
+@settings(max_examples=2)  # lowers CI cost (each draw is a full SGD eta ladder); `thorough` runs 200
+@given(isotropic_noise_problems(), nst.seeds())
+def test_sgd_matches_closed_form_random_draws(problem, seed):
+    """Hypothesis: for isotropic label noise, the SGD eta ladder's eta -> 0 fit is the closed form.
+
+    Anisotropic label noise is left out: there the suite resolves an offset of the limit from
+    the closed form (check_sgd_invariants; ERRATA.md). dx, dy >= 2: in 1-d problems the
+    per-sample Hessian of batch-1 SGD is rank one with a chi^2_1-tailed size, and even at
+    eta = 0.28/T* (started at the optimum) a few of 1024 runs blow up within 2000 steps
+    (DivergenceError, measured for V = [1, 0], Sx = I, Se = 1). Width = rank here: hidden units
+    beyond the rank relax ~4x slower (balance_relaxation_steps).
     """
     ctx = Context(seed=seed % 1000, device=resolve_device("auto"))
-    ladder = eta_ladder(problem, default_etas(problem), seed=seed % 1000, n_runs=256, block_steps=150,
-                        window=2, average_blocks=5, device=ctx.device)
+    ladder = eta_ladder(problem, default_etas(problem, 0.2), seed=seed % 1000, n_runs=256, block_steps=150,
+                        window=3, average_blocks=8, max_steps=20_000_000, drift_test="trend", device=ctx.device)
     for v in invariant_verdicts(ladder, names=("WtW", "UUt")):
         assert v.passed, v.explain()
 
