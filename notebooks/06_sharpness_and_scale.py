@@ -34,7 +34,7 @@ import sympy as sp
 import torch
 from IPython.display import Math, display
 
-from nbsupport import by_check, log_axis, paper_vs_suite, run, table, usable
+from nbsupport import by_check, log_axis, measured_against_two_laws, paper_vs_suite, run, table, usable
 from numeric.sharpness import two_layer_sharpness_formula
 from symbolic.symmetry import LAM, gradient, sharpness_along_orbit
 from theorems import appendix_B1_scale_invariance as b1
@@ -175,14 +175,10 @@ for f in usable(by_check(verdicts, "check_flattening")):
 decay = usable(by_check(verdicts, "check_weight_decay_equilibrium"))
 if decay:
     v = decay[0]
-    fig, ax = plt.subplots(figsize=(5, 2.4))
-    ax.errorbar([v.measured], [0], xerr=[v.tolerance], fmt="o", color="k", capsize=4, label="SGD, measured")
-    ax.axvline(v.predicted, color="C0", label=r"SGD law $1 - \eta\gamma$")
-    ax.axvline(v.details["Eq. 4 (1 + eta gam) predicts"], color="C1", ls="--", label=r"Eq. 4: $1 + \eta\gamma$")
-    ax.set(yticks=[], ylim=(-1, 1.2), xlabel=r"$\eta E\|g\|^2\ /\ 4\gamma E\|\theta\|^2$",
-           title="Scale invariance with weight decay: the norm settles")
-    ax.legend(fontsize=7, loc="upper center", ncol=3, columnspacing=0.8)
-    plt.show()
+    measured_against_two_laws(v, (v.predicted, r"SGD law $1 - \eta\gamma$"),
+                              (v.details["Eq. 4 (1 + eta gam) predicts"], r"Eq. 4: $1 + \eta\gamma$"),
+                              r"$\eta E\|g\|^2\ /\ 4\gamma E\|\theta\|^2$",
+                              "Scale invariance with weight decay: the norm settles")
 
 # %% [markdown]
 # ## 3. Verdicts
