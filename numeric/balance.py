@@ -47,12 +47,8 @@ import scipy.stats
 import torch
 
 from core.errors import InputError
+from .sharpness import capped_learning_rate
 from .stationary import StationaryResult, stationary_average
-
-# Not used in this module (every function here takes ``p`` from its caller): the default of
-# numeric.symmetry_finder's balance check, which imports it.
-P_FAIL = 1e-6
-
 
 def t_quantile(n_runs: int, p: float, n_tests: int = 1) -> float:
     """Two-sided Student-t factor for ``n_runs`` independent runs at false-alarm probability ``p``,
@@ -275,8 +271,9 @@ def mlp_stationary(dims, activation: str, eta: float, gam: float = 0.0, *, n_run
                    gram_drift: bool = False):
     """An MLPEnsemble run to stationarity (``stationary_run``) -> ``(net, result, first_block)``.
 
-    The learning rate is ``min(eta, limit / eta_margin)`` with ``limit`` gradient descent's
-    stability limit at the balanced teacher (:meth:`~numeric.deep_nets.MLPEnsemble.stability_limit`):
+    The learning rate is ``min(eta, limit / eta_margin)`` (:func:`~numeric.sharpness.capped_learning_rate`)
+    with ``limit`` gradient descent's stability limit at the balanced teacher
+    (:meth:`~numeric.deep_nets.MLPEnsemble.stability_limit`):
     a teacher's curvature varies by orders of magnitude with its seed, and a fixed ``eta`` past
     the limit diverges (never dropped: the run raises). ``result.eta`` and ``result.eta_limit``
     record both. Stationarity is tested on the laws' orbit coordinates (:func:`orbit_coordinates`;
@@ -298,7 +295,7 @@ def mlp_stationary(dims, activation: str, eta: float, gam: float = 0.0, *, n_run
               init_scale=init_scale)
     dims = [int(d) for d in dims]
     limit = MLPEnsemble(dims, n_runs=1, eta=float(eta), **kw).stability_limit()  # the same teacher (drawn first)
-    net = MLPEnsemble(dims, n_runs=n_runs, eta=min(float(eta), limit / eta_margin), **kw)
+    net = MLPEnsemble(dims, n_runs=n_runs, eta=capped_learning_rate(eta, limit, eta_margin), **kw)
     if start_at_teacher:
         net.load_weights([W[0] for W in net.balanced_teacher()])
     if init_factors is not None:

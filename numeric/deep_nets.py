@@ -260,6 +260,8 @@ class MLPEnsemble(EnsembleSGD):
         samples drawn from a generator of its own. Batch-1 SGD needs a margin below it."""
         from torch.func import hessian, vmap
 
+        from .sharpness import gd_stability_limit
+
         T = [W[0] for W in self.balanced_teacher()]
         shapes, sizes = [W.shape for W in T], [W.numel() for W in T]
         gen = torch.Generator(device=self.device).manual_seed(int(self.seed) + 2)
@@ -277,8 +279,7 @@ class MLPEnsemble(EnsembleSGD):
             return (mlp_forward(ws, xb[None, None], act, beta)[0, 0] - yb).pow(2).sum()
 
         p = torch.cat([W.reshape(-1) for W in T])
-        H = vmap(hessian(loss), in_dims=(None, 0, 0))(p, x, y).mean(0)
-        return 2.0 / float(torch.linalg.eigvalsh((H + H.T) / 2).max())
+        return gd_stability_limit(vmap(hessian(loss), in_dims=(None, 0, 0))(p, x, y).mean(0))
 
     def population_loss(self, n_samples: int = 4096) -> torch.Tensor:
         """Monte-Carlo ``E l`` per run on ``n_samples`` fresh samples (R,)."""

@@ -48,19 +48,22 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import sympy as sp
 import torch
 from torch.func import grad, hessian, jacfwd, vmap
 
 from core.errors import DivergenceError, InputError
-from numeric.modified_flow import rk4_flow
-from symbolic.sgd_epoch import epoch_gap_coefficients
+from numeric.modified_flow import fit_loglog_slope, rk4_flow, slope_tolerance
+from symbolic.sgd_epoch import epoch_gap_coefficients, toy_valley_drift
 
 __all__ = [
     "tanh_regression", "batch_sequences", "sample_batch_sequences", "epoch_mean", "expected_phi_field",
     "epoch_gap", "epoch_gap_taylor", "epoch_leading_term", "basis_vectors_numeric", "NoisyModel",
     "toy_valley", "scalar_net", "tanh_interpolation", "valley_geometry", "discrete_lyapunov",
     "drift_predictions", "DriftRun", "run_drift_ensemble", "snapshot_average", "order_eta_scales",
-    "orbit_rate_prediction", "orbit_rate_run", "per_sample_derivatives",
+    "orbit_rate_prediction", "orbit_rate_run", "per_sample_derivatives", "epoch_problem", "epoch_gap_ladder",
+    "slope_check", "taylor_summary", "paired_drift", "transient_left", "toy_valley_path_predictions",
+    "toy_valley_experiment", "orbit_experiment", "tanh_experiment",
 ]
 
 MAX_SEQUENCES = 200_000
@@ -289,6 +292,77 @@ def epoch_leading_term(loss, th0, X, y, batch: int, replace: bool, target: str =
         u = u + sum(float(coef.subs({s: n for s in coef.free_symbols})) * vecs[name]
                     for name, coef in c["terms"].items())
     return c["order"], u / len(groups_list)
+
+
+def epoch_problem(seed: int, N: int, d: int = 2, hidden: int = 2):
+    """A seeded one-epoch problem: ``(loss, theta0, X, y)`` with ``N`` points ``x ~ N(0, I_d)``,
+    ``y = sin(x_1) + 0.3 e`` and a :func:`tanh_regression` net started at ``theta0 ~ N(0, 0.49 I)``."""
+    g = torch.Generator().manual_seed(1000 + int(seed))
+    X = torch.randn(N, d, generator=g, dtype=DTYPE)
+    y = torch.sin(X[:, 0]) + 0.3 * torch.randn(N, generator=g, dtype=DTYPE)
+    loss, P = tanh_regression(hidden, d)
+    th0 = 0.7 * torch.randn(P, generator=g, dtype=DTYPE)
+    return loss, th0, X, y
+
+
+def epoch_gap_ladder(loss, th0, X, y, batch: int, replace: bool, target: str, *, seqs, levels: int,
+                     rho_max: float, roundoff: float) -> dict:
+    r"""The one-epoch gap on a halving eta ladder, its exact Taylor coefficients and the closed-form
+    leading term ``u`` (``gap = eta^p u + ...``), with each rung's derived relative deviation
+    from ``eta^p u``.
+
+    The ladder starts at ``h_max = rho_max / rate``, ``rate = max(|c_{p+1}| / |c_p|, n |H|_max)``
+    (the next order's size against the leading one, or the per-epoch curvature), and stops
+    where the predicted gap ``|u| h^p`` would come within ``1e3 x roundoff`` (the caller's
+    float64 round-off bound of the mean; round-off then adds <= 1e-3 to a rung's relative
+    deviation). A rung's deviation: the next order ``2 h rate`` plus the RK4 Richardson error
+    and the round-off, over the gap.
+    """
+    n = seqs.shape[1]
+    p, u = epoch_leading_term(loss, th0, X, y, batch, replace, target)
+    taylor = epoch_gap_taylor(loss, th0, X, y, batch, replace, target, order=min(p + 1, 4), seqs=seqs)
+    H = vmap(hessian(loss), in_dims=(None, 0, 0))(th0, X, y)
+    lip = float(torch.linalg.matrix_norm(H, 2).max())
+    nu, nv = float(u.norm()), float(taylor[p + 1].norm()) if p + 1 < len(taylor) else 0.0
+    rate = max(nv / nu, n * lip)
+    h_max = rho_max / rate
+    h_min = max(h_max * 0.5 ** (levels - 1), (1e3 * roundoff / nu) ** (1.0 / p))
+    hs = np.geomspace(h_max, h_min, levels)
+    gaps, rel, consts = [], [], []
+    for h in hs:
+        gap, interr = epoch_gap(loss, th0, X, y, float(h), batch, replace, target, seqs=seqs)
+        ng = float(gap.norm())
+        gaps.append(ng)
+        rel.append(2 * h * rate + (interr + roundoff) / ng)
+        consts.append(float((gap / h**p - u).norm()) / nu)
+    return dict(hs=hs, gaps=np.array(gaps), rel=np.array(rel), order=p, u=u, taylor=taylor, rate=rate,
+                const_err=consts[-1], n=n, N=X.shape[0], sequences=len(seqs))
+
+
+
+def taylor_summary(taylor, u, order: int) -> dict:
+    """Sizes of the gap's exact Taylor coefficients ``c_1, c_2, ...`` (``taylor[k]``): ``largest``
+    (max entry over every order), ``below`` (max entry below ``order``: 0 in exact arithmetic)
+    and ``closed`` (max entry of ``c_order - u``, ``u`` the closed-form leading term)."""
+    return dict(largest=max(float(c.abs().max()) for c in taylor[1:]),
+                below=max([float(c.abs().max()) for c in taylor[1:order]], default=0.0),
+                closed=float((taylor[order] - u).abs().max()))
+
+def slope_check(hs, gaps, order: int, rel_dev) -> dict:
+    """Least-squares slope of ``log|gap|`` on ``log eta`` against the predicted ``order``; the
+    tolerance propagates per-point relative deviations ``rel_dev`` (derived) through the fit
+    (:func:`numeric.modified_flow.slope_tolerance`).
+
+    >>> hs = 0.01 * 0.5 ** np.arange(5)
+    >>> r = slope_check(hs, 2.0 * hs**3, 3, [0.01] * 5)
+    >>> r["ok"], r["slope"]
+    (True, 3.0)
+    >>> slope_check(hs, 2.0 * hs**4, 3, [0.01] * 5)["ok"]
+    False
+    """
+    fit = fit_loglog_slope(hs, gaps)
+    tol = slope_tolerance(hs, rel_dev)
+    return dict(slope=fit.slope, tol=tol, ok=bool(abs(fit.slope - order) <= tol), intercept=fit.intercept)
 
 
 # ============================================================================ flat directions
@@ -734,3 +808,90 @@ def orbit_rate_run(model: NoisyModel, theta0, eta: float, n_runs: int, burn: int
     rate = rate / window
     return dict(rate=rate, mean=float(rate.mean()), se=float(rate.std() / math.sqrt(n_runs)),
                 identity_residual=worst, theta_end=th)
+
+
+# ----------------------------------------------------------------------------- experiments
+def paired_drift(measured, predicted, scale: float = 1.0) -> dict:
+    r"""Per-run measured drifts against a prediction (per run, or one number): the mean of the
+    paired differences and its standard error, in units of ``scale``.
+
+    >>> d = paired_drift(torch.tensor([1.0, 1.2, 0.9, 1.1]), 1.0)
+    >>> round(d["gap"], 3), round(d["measured"], 3)
+    (0.05, 1.05)
+    """
+    m = torch.as_tensor(measured, dtype=DTYPE)
+    p = torch.as_tensor(predicted, dtype=DTYPE).expand_as(m)
+    if m.ndim != 1 or m.numel() < 2:
+        raise InputError(f"need a 1-D tensor of at least 2 per-run values, got shape {tuple(m.shape)}")
+    diff = (m - p) / scale
+    n = m.numel()
+    return dict(measured=float(m.mean() / scale), predicted=float(p.mean() / scale),
+                gap=float(diff.mean().abs()), se=float(diff.std() / math.sqrt(n)), n=n)
+
+
+def transient_left(eta: float, lam_min: float, burn: int) -> float:
+    """``(1 - eta lam_min)^(2 burn)``: the part of the normal covariance's initial offset a burn-in
+    of ``burn`` steps leaves (the slowest normal mode relaxes by ``1 - eta lam_min`` per step)."""
+    return (1 - eta * lam_min) ** (2 * burn)
+
+
+def toy_valley_path_predictions(s: float, eta: float) -> dict:
+    """Per-run predictions of the toy valley's drift along t2 at each run's own t2, from the SymPy
+    closed forms of :func:`symbolic.sgd_epoch.toy_valley_drift`: ``lyapunov`` (discrete
+    Lyapunov), ``lwa`` (its eta -> 0 limit) and ``phi`` (phi's noise term)."""
+    r = toy_valley_drift()
+    eta_s, s_s, t2_s = r["symbols"]
+    out = {}
+    for name, key in (("lyapunov", "drift"), ("lwa", "drift_lwa"), ("phi", "drift_phi")):
+        f = sp.lambdify((eta_s, s_s, t2_s), r[key], modules=[{"exp": torch.exp}, "math"])
+
+        def pred(th, f=f):
+            out_ = torch.zeros_like(th)
+            out_[:, 1] = f(eta, s, th[:, 1])
+            return out_
+
+        out[name] = pred
+    return out
+
+
+def toy_valley_experiment(s: float, eta: float, burn: int, window: int, runs: int, seed: int) -> dict:
+    """SGD on :func:`toy_valley` from the origin: the ensemble (with the per-run path predictions of
+    :func:`toy_valley_path_predictions`), the predictions at the origin, the ``O(eta)`` scales the
+    leading order neglects and the transient the burn-in leaves."""
+    m = toy_valley(s)
+    th0 = torch.zeros(2, dtype=DTYPE)
+    run = run_drift_ensemble(m, th0, eta, runs, burn, window, seed=seed,
+                             path_predictions=toy_valley_path_predictions(s, eta))
+    pred = drift_predictions(m, th0, eta)
+    return dict(run=run, pred=pred, scales=order_eta_scales(m, pred),
+                transient=transient_left(eta, float(pred["geometry"]["lam"].min()), burn))
+
+
+def orbit_experiment(v: float, sigma: float, theta, eta: float, burn: int, window: int, runs: int, seed: int) -> dict:
+    """SGD along the rescaling orbit of :func:`scalar_net` from ``theta``: the predicted relative
+    drift of ``Q`` (:func:`orbit_rate_prediction`), the measured one (:func:`orbit_rate_run`), the
+    transient, and the general drift predictions projected on ``grad Q / Q`` (``general``)."""
+    m = scalar_net(v, sigma)
+    th = torch.tensor(theta, dtype=DTYPE)
+    pred = orbit_rate_prediction(m, th, eta)
+    meas = orbit_rate_run(m, th, eta, runs, burn, window, seed=seed)
+    transient = transient_left(eta, float(pred["prediction"]["geometry"]["lam"].min()), burn)
+    A = m.info["generator"]
+    general = {k: float((2 * A * th) @ pred["prediction"][k] / (th**2 @ A)) for k in ("lyapunov", "lwa")}
+    return dict(pred=pred, meas=meas, transient=transient, general=general)
+
+
+def tanh_experiment(x, theta, sigmas, eta: float, burn: int, window: int, runs: int, seed: int) -> dict:
+    """SGD on :func:`tanh_interpolation` from ``theta``: the drift along the flat curve's tangent
+    ``Ut[:, 0]`` per run (``measured``: conditional, ``raw``), the predictions averaged along the
+    ensemble's path (``path``), the ``O(eta)`` scales and the transient."""
+    m = tanh_interpolation(x, theta, sigmas)
+    th = torch.tensor(theta, dtype=DTYPE)
+    pred = drift_predictions(m, th, eta)
+    run = run_drift_ensemble(m, th, eta, runs, burn, window, seed=seed)
+    Ut = pred["geometry"]["Ut"]
+    path = {k: float(Ut[:, 0] @ snapshot_average(m, run, lambda q, k=k: drift_predictions(m, q, eta)[k]))
+            for k in ("lyapunov", "lwa", "phi")}
+    return dict(run=run, pred=pred, path=path, scales=order_eta_scales(m, pred),
+                transient=transient_left(eta, float(pred["geometry"]["lam"].min()), burn),
+                measured=run.conditional @ Ut[:, 0], raw=run.raw @ Ut[:, 0])

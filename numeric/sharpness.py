@@ -14,6 +14,9 @@
 * ``two_layer_sharpness_formula`` - ``Tr hess L = 2 d_y Tr(W Sx W^T) + 2 Tr(Sx) |U|_F^2``
   (symbolic.two_layer.derive_total_sharpness), ``two_layer_sharpness_exact`` - the same by
   torch.func. The one home of these formulas in numeric/.
+* ``gd_stability_limit``, ``sgd_stability_limit``, ``capped_learning_rate`` - the stability
+  limits of a learning rate (gradient descent's ``2 / lambda_max``; batch-B SGD's mean-square
+  one) and the one cap that keeps a learning rate a margin below a limit.
 
 >>> import torch
 >>> f = lambda th: (th ** 2).sum() + th[0] * th[1]   # Hessian [[2,1],[1,2]]: trace 4
@@ -123,3 +126,63 @@ def two_layer_sharpness_formula(U: torch.Tensor, W: torch.Tensor, Sx) -> torch.T
     Sx = torch.as_tensor(Sx, dtype=W.dtype, device=W.device)
     dy = U.shape[-2]
     return 2 * dy * ((W @ Sx) * W).sum(dim=(-1, -2)) + 2 * torch.diagonal(Sx).sum() * U.pow(2).sum(dim=(-1, -2))
+
+
+# ----------------------------------------------------------------- learning-rate stability limits
+def gd_stability_limit(hessian: torch.Tensor) -> float:
+    """Gradient descent's stability limit ``2 / lambda_max`` of a mean Hessian (P, P) (its
+    symmetric part); ``inf`` where no direction is curved upwards.
+
+    >>> gd_stability_limit(torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64)))
+    0.5
+    """
+    H = torch.as_tensor(hessian)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise InputError(f"a Hessian must be a square matrix, got shape {tuple(H.shape)}")
+    lam = float(torch.linalg.eigvalsh((H + H.T) / 2).max())
+    return 2.0 / lam if lam > 0 else math.inf
+
+
+def sgd_stability_limit(hessians: torch.Tensor, batch: int = 1) -> float:
+    r"""The mean-square stability limit of batch-``batch`` SGD linearised at a point, from
+    per-sample Hessians (n, P, P): one step multiplies a deviation by ``I - eta H_B``, and its
+    second moment contracts along a direction of curvature ``h`` iff ``E[(1 - eta h)^2] < 1``,
+    i.e. ``eta < 2 E[h] / E[h^2]``. Here ``E[h] -> lambda_max(E H)`` and ``E[h^2] ->
+    lambda_max(E[H_B^2])``, ``E[H_B^2] = E[H^2] / B + (1 - 1/B) (E H)^2``: exact when the
+    per-sample Hessians commute (least squares on isotropic Gaussian inputs in d dimensions:
+    ``1 / (d + 2)`` of gradient descent's limit, see the doctest), an estimate
+    otherwise. Never above gradient descent's limit (:func:`gd_stability_limit`, the
+    ``B -> inf`` case).
+
+    >>> x = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> Hs = 2 * x[:, :, None] * x[:, None, :]           # l = (w . x - y)^2: H = 2 x x^T, E H = 2 I
+    >>> round(gd_stability_limit(Hs.mean(0)), 2), round(sgd_stability_limit(Hs), 2)   # 1 and 1 / (d + 2)
+    (1.0, 0.2)
+    """
+    Hs = torch.as_tensor(hessians)
+    if Hs.ndim != 3 or Hs.shape[1] != Hs.shape[2] or Hs.shape[0] < 2:
+        raise InputError(f"per-sample Hessians must have shape (n >= 2, P, P), got {tuple(Hs.shape)}")
+    if int(batch) != batch or batch < 1:
+        raise InputError(f"batch must be a positive integer, got {batch!r}")
+    Hs = (Hs + Hs.transpose(1, 2)) / 2
+    H = Hs.mean(0)
+    lam = float(torch.linalg.eigvalsh(H).max())
+    if lam <= 0:
+        return math.inf
+    second = torch.einsum("nij,njk->ik", Hs, Hs) / Hs.shape[0] / batch + (1 - 1 / batch) * H @ H
+    return min(gd_stability_limit(H), 2.0 * lam / float(torch.linalg.eigvalsh((second + second.T) / 2).max()))
+
+
+def capped_learning_rate(eta: float, limit: float, margin: float) -> float:
+    """``min(eta, limit / margin)``: a learning rate kept ``margin`` times below a stability limit
+    (a curvature that varies by orders of magnitude with the seed would otherwise put a fixed
+    ``eta`` past it, and the run diverges).
+
+    >>> capped_learning_rate(0.05, 0.1, 4.0), capped_learning_rate(0.01, 0.1, 4.0)
+    (0.025, 0.01)
+    """
+    if not margin >= 1:
+        raise InputError(f"a stability margin must be at least 1, got {margin!r}")
+    if not (eta > 0 and limit > 0):
+        raise InputError(f"the learning rate and the stability limit must be positive, got {eta!r}, {limit!r}")
+    return min(float(eta), limit / margin)

@@ -53,7 +53,8 @@ __all__ = [
     "BASIS", "generic_fields", "series_at_shift", "euler_composition", "expected_epoch_expansion",
     "flow_expansion", "phi_first_order_field", "gd_first_order_field", "basis_vectors",
     "epoch_gap_coefficients", "expected_modified_field", "mechanical_epoch_gap", "epoch_gap_residual",
-    "toy_valley_drift", "scalar_net_orbit",
+    "toy_valley_drift", "scalar_net_orbit", "EPOCH_GAP_CASES", "EPOCH_GAP_CASES_LARGE", "epoch_gap_residuals",
+    "gap_terms_text", "toy_valley_at_origin",
 ]
 
 SCHEMES = ("with", "without")
@@ -609,6 +610,28 @@ def epoch_gap_residual(scheme: str, target: str, n: int, m: int | None = None, d
     return {"lower_orders": lower, "leading": first_nonzero([g - q for g, q in zip(gap[p], pred)])}
 
 
+
+# (scheme, target, n steps, m batch elements or None): the brute-force cases of the closed forms
+EPOCH_GAP_CASES = (("with", "phi", 2, None), ("with", "phi", 3, 2), ("without", "phi", 2, None),
+                   ("without", "phi", 3, None), ("with", "gd", 2, None), ("with", "gd", 3, 2))
+EPOCH_GAP_CASES_LARGE = (("without", "phi", 4, None), ("with", "gd", 2, 3))  # minutes of SymPy
+
+
+def epoch_gap_residuals(large: bool = False) -> dict:
+    """:func:`epoch_gap_residual` of every case of :data:`EPOCH_GAP_CASES` (and, with ``large``,
+    :data:`EPOCH_GAP_CASES_LARGE`), keyed ``"scheme/target n=.. [m=..]"``."""
+    cases = EPOCH_GAP_CASES + (EPOCH_GAP_CASES_LARGE if large else ())
+    return {f"{s}/{t} n={n}" + (f" m={m}" if m else ""): epoch_gap_residual(s, t, n, m) for s, t, n, m in cases}
+
+
+def gap_terms_text(coefficients: dict) -> str:
+    """The terms of an :func:`epoch_gap_coefficients` result as text.
+
+    >>> gap_terms_text(epoch_gap_coefficients("with", "phi"))
+    "(n/2) <e'e>"
+    """
+    return " + ".join(f"({v}) {k}" for k, v in coefficients["terms"].items())
+
 # ============================================================================ drift on flat valleys
 def toy_valley_drift() -> dict:
     r"""The toy flat valley, exactly: per-sample loss ``l = (1/2) e^{t2}(t1 - xi)^2 - (1/2) s^2 e^{t2}``,
@@ -662,6 +685,22 @@ def toy_valley_drift() -> dict:
                 drift_lwa=drift_lwa, drift_phi=drift_phi, trace_cov=trace_cov0, cov=cov,
                 symbols=(eta, s, t2))
 
+
+
+def toy_valley_at_origin(s: float, eta: float) -> dict:
+    """The toy valley's drift along t2 at ``t2 = 0`` for noise ``s`` and step ``eta``: ``drift``
+    (discrete Lyapunov, exact in eta), the eta^2 coefficients ``leading`` (its eta -> 0 limit)
+    and ``leading_phi`` (phi's), and the simplified expressions ``drift_expr``, ``phi_expr``.
+
+    >>> r = toy_valley_at_origin(1.0, 0.01)
+    >>> r["leading"], r["leading_phi"]
+    (-0.25, -0.75)
+    """
+    r = toy_valley_drift()
+    eta_s, s_s, t2_s = r["symbols"]
+    lead = {k: float(sp.limit(r[k].subs({s_s: s, t2_s: 0}) / eta_s**2, eta_s, 0)) for k in ("drift", "drift_phi")}
+    return dict(drift=float(r["drift"].subs({s_s: s, t2_s: 0, eta_s: eta})), leading=lead["drift"],
+                leading_phi=lead["drift_phi"], drift_expr=sp.simplify(r["drift"]), phi_expr=sp.simplify(r["drift_phi"]))
 
 def scalar_net_orbit() -> dict:
     r"""The rescaling orbit of ``f = u w x`` with ``l = (u w x - y)^2``, ``y = v x + e``

@@ -12,7 +12,8 @@ import torch
 from core.errors import DivergenceError, InputError
 from numeric import sgd_drift as sd
 from symbolic import sgd_epoch as se
-from theorems.theorem_01_entropic_loss_sgd import drift_tolerance, drift_verdict, paired_drift, slope_check
+from numeric.sgd_drift import paired_drift, slope_check
+from theorems.theorem_01_entropic_loss_sgd import drift_tolerance, drift_verdict
 from theorems.tolerances import Z
 
 
@@ -217,3 +218,20 @@ def test_orbit_identity_catches_a_wrong_generator():
     m.info["generator"] = torch.tensor([1.0, 1.0], dtype=torch.float64)   # |theta|^2 is not conserved by GD
     bad = sd.orbit_rate_run(m, th, 0.01, 64, 10, 20, seed=0)
     assert bad["identity_residual"] > 1e6
+
+
+def test_paired_drift_refuses_fewer_than_two_runs():
+    with pytest.raises(InputError, match="at least 2 per-run values"):
+        paired_drift(torch.tensor([1.0]), 1.0)
+
+
+def test_epoch_problem_is_seeded():
+    a, b = sd.epoch_problem(3, 4)[1:], sd.epoch_problem(3, 4)[1:]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(sd.epoch_problem(4, 4)[1], a[0])
+
+
+def test_taylor_summary_reads_the_orders():
+    c = [torch.zeros(2), torch.tensor([0.0, 1e-17]), torch.tensor([2.0, -3.0])]
+    t = sd.taylor_summary(c, torch.tensor([2.0, -2.5]), 2)
+    assert (t["largest"], t["below"], t["closed"]) == (3.0, 1e-17, 0.5)

@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 
 from core.errors import InputError
 from numeric.strategies import dims
-from numeric.symmetry_finder import (MLP, Problem, split_parts, orthonormal_span, echelon_basis, examples,
-                                     find_symmetries, is_semidefinite, mode_action, rational_basis, sgd_balance,
-                                     subspace_angle, teacher_sampler, verify_orbits)
+from numeric.symmetry_finder import (MLP, Problem, default_burn_in, split_parts, orthonormal_span, echelon_basis,
+                                     examples, find_symmetries, is_semidefinite, mode_action, rational_basis,
+                                     sgd_balance, stable_start, subspace_angle, teacher_sampler, verify_orbits)
 from symbolic.layer_symmetries import derive_balance_law, mlp_loss
 from symbolic.symmetry_check import block_generator, exact_algebra, is_symmetry_exact, relu_gains
 from theorems import symmetries as cli
+from theorems.tolerances import P_COMPARISON
 from theorems.verdict import Context
 
 EXAMPLES = examples()
@@ -215,7 +216,7 @@ def test_echelon_basis_snaps_only_within_round_off():
 def test_sgd_balance_law_deep_linear_with_decay():
     alg = algebra("deep_linear")
     res = sgd_balance(alg.problem, alg.readable("symmetric"), eta=0.05, gamma=0.05, steps=400, burn_in=600, n_runs=16,
-                      seed=5)
+                      seed=5, p_fail=P_COMPARISON)
     verdicts = cli.law_verdicts(res)
     assert res.consistent and res.max_cross_ratio < 1e-10  # |g^T A theta| / (|g| |A theta|): round-off
     assert all(v.passed for v in verdicts), [(v.residual, v.bound) for v in verdicts]
@@ -227,7 +228,7 @@ def test_sgd_check_has_power_against_a_generator_that_is_not_a_symmetry():
     alg = algebra("deep_linear")
     prob = alg.problem
     fake = mode_action(prob, {"layers.0.weight": {0: np.eye(3)}})  # scales W1 alone: not a symmetry
-    res = sgd_balance(prob, fake[None], eta=0.05, gamma=0.05, steps=150, burn_in=100, n_runs=8, seed=0)
+    res = sgd_balance(prob, fake[None], eta=0.05, gamma=0.05, steps=150, burn_in=100, n_runs=8, seed=0, p_fail=P_COMPARISON)
     assert res.max_cross_ratio > 1e-3 and not res.consistent
     assert abs(res.cross_bias[0]) > res.laws[0].halfwidth  # the criterion asks for <= a tenth of it
 
@@ -251,6 +252,9 @@ def test_law_verdict_rules():
     assert not live.inactive and live.passed
     wide = cli.LawVerdict(0, lhs=1.0, rhs=1.0, residual=1e-3, bound=0.8, scale=1.0, t=5.0)
     assert not wide.resolved and not wide.passed  # an interval wider than half the noise decides nothing
+    dying = cli.LawVerdict(0, lhs=3e-14, rhs=8e-10, residual=-8e-10, bound=3.6e-13, scale=4e-14, t=7.4,
+                           decay_ratio=0.5)  # measured: relu_mlp_bias, seed 5, a unit that decay prunes
+    assert dying.inactive and dying.passed
 
 
 def test_problem_accepts_a_list_of_arrays_and_scalar_parameters():
@@ -442,13 +446,14 @@ def test_finder_and_sgd_arguments_are_checked():
     A = np.zeros((1, prob.n_params, prob.n_params))
     A[0, 0, 1] = 1.0
     with pytest.raises(InputError, match="symmetric generators"):
-        sgd_balance(prob, A, eta=0.1, gamma=0.1, steps=5, burn_in=0)
+        sgd_balance(prob, A, eta=0.1, gamma=0.1, steps=5, burn_in=0, p_fail=P_COMPARISON)
     with pytest.raises(InputError, match="eta must be positive"):
-        sgd_balance(prob, A + A.transpose(0, 2, 1), eta=0.0, gamma=0.1, steps=5, burn_in=0)
+        sgd_balance(prob, A + A.transpose(0, 2, 1), eta=0.0, gamma=0.1, steps=5, burn_in=0, p_fail=P_COMPARISON)
     with pytest.raises(InputError, match="n_runs must be an integer >= 2"):
-        sgd_balance(prob, A + A.transpose(0, 2, 1), eta=0.1, gamma=0.1, steps=5, burn_in=0, n_runs=1)
+        sgd_balance(prob, A + A.transpose(0, 2, 1), eta=0.1, gamma=0.1, steps=5, burn_in=0, n_runs=1,
+                    p_fail=P_COMPARISON)
     with pytest.raises(InputError, match="generators must have shape"):
-        sgd_balance(prob, np.eye(3)[None], eta=0.1, gamma=0.1, steps=5, burn_in=0)
+        sgd_balance(prob, np.eye(3)[None], eta=0.1, gamma=0.1, steps=5, burn_in=0, p_fail=P_COMPARISON)
 
 
 def test_divergence_is_reported():
@@ -456,5 +461,30 @@ def test_divergence_is_reported():
 
     alg = algebra("deep_linear")
     with pytest.raises(DivergenceError, match="diverged"):
-        sgd_balance(alg.problem, alg.readable("symmetric"), eta=5.0, gamma=0.0, steps=200, burn_in=0, n_runs=2)
+        sgd_balance(alg.problem, alg.readable("symmetric"), eta=5.0, gamma=0.0, steps=200, burn_in=0, n_runs=2,
+                    p_fail=P_COMPARISON)
     assert math.isfinite(alg.span_error_bound)
+
+
+# ======================================================================= stable learning rates
+def test_stable_start_leaves_a_sharp_start_and_caps_eta_below_the_sgd_limit():
+    """Seed 6's deep linear student starts where lambda_max(E H) ~ 46 (a fixed eta = 0.05 diverged);
+    the pilot settles in a flatter region, and eta stays half of batch-1 SGD's limit there."""
+    prob = EXAMPLES["deep_linear"].problem(6)
+    st = stable_start(prob, eta=0.05, gamma=0.05, batch=1, pilot_steps=600, margin=2.0, seed=0)
+    assert st.start_gd_limit < 0.05 < st.gd_limit  # eta = 0.05 is past GD's limit at the given point only
+    assert st.sgd_limit < st.gd_limit and st.eta == pytest.approx(min(0.05, st.sgd_limit / 2.0))
+    assert torch.isfinite(st.theta).all() and not torch.equal(st.theta, prob.theta0)
+
+
+def test_stretched_steps_cover_the_same_relaxation_times():
+    st = cli.StableStart(torch.zeros(1), 0.025, 0.05, 1.0, 0.1, 1.0, 2.0, 10)
+    assert cli.stretched(1500, None, 0.05, st, 0.05) == (3000, default_burn_in(0.025, 0.05))
+    assert cli.stretched(1500, 3000, 0.05, st, 0.0) == (3000, 12000)  # gam = 0: the orbit relaxes as eta^2
+
+
+def test_sgd_balance_refuses_a_start_of_the_wrong_size():
+    alg = algebra("deep_linear")
+    with pytest.raises(InputError, match="theta0 must be a finite vector"):
+        sgd_balance(alg.problem, alg.readable("symmetric"), eta=0.05, gamma=0.05, steps=5, burn_in=0,
+                    p_fail=P_COMPARISON, theta0=torch.zeros(3))

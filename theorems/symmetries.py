@@ -18,7 +18,10 @@ prints, for the model it returns,
   and its SGD verdict: an ensemble of independent runs, per-run averages after a burn-in, the
   paired residual ``LHS - RHS`` against a Student-t bound across runs at the suite's
   per-comparison false-failure probability (theorems/tolerances.py), Bonferroni over the
-  generators.
+  generators. The runs start where a gradient-descent pilot settles, and ``--eta`` is a design
+  value capped at half of batch-B SGD's mean-square stability limit there
+  (numeric.symmetry_finder.stable_start; the burn-in and window stretch with the cap), so that
+  no seed puts the runs past the limit (a run that diverges anyway raises: none is dropped).
 
 The factory
 -----------
@@ -70,9 +73,11 @@ import numpy as np
 import torch
 
 from core.errors import DivergenceError, InputError
-from numeric.symmetry_finder import (BalanceResult, Example, OrbitCheck, Problem, SymmetryAlgebra, default_burn_in,
-                                     examples, find_symmetries, is_semidefinite, orthonormal_span, rational_basis,
-                                     sgd_balance, split_parts, subspace_angle, verify_orbits)
+from numeric.symmetry_finder import (BalanceResult, Example, OrbitCheck, Problem, StableStart, SymmetryAlgebra,
+                                     default_burn_in, examples, find_symmetries, is_semidefinite, orthonormal_span,
+                                     rational_basis, sgd_balance, split_parts, stable_start, subspace_angle,
+                                     verify_orbits)
+from theorems.settings.symmetry import SGD_STABILITY_MARGIN
 from theorems.tolerances import P_COMPARISON, t_quantile
 from theorems.verdict import Context, Criterion, Verdict
 
@@ -96,11 +101,13 @@ class LawVerdict:
 
     @property
     def inactive(self) -> bool:
-        """The gradient noise this generator balances is below a tenth of the law's own
-        interval (a unit that weight decay is pruning): the balance cannot be resolved, the
-        law reduces to E[Q] -> 0, which a finite run only approaches exponentially; what is
-        checked instead is the exact decay identity of Q."""
-        return self.scale < 0.1 * self.bound
+        """No gradient noise reaches this generator (a unit that weight decay is pruning): the
+        noise it balances, ``eta E|g^T A g|``, is below a tenth of the law's own interval (the
+        balance cannot be resolved) or below a tenth of the decay ``4 gam (1 - eta gam) |E Q|`` it
+        would have to balance (``|LHS| <= eta E|g^T A g|``, so Q can only decay). The law then
+        reduces to E[Q] -> 0, which a finite run only approaches exponentially; what is checked
+        instead is the exact decay identity of Q."""
+        return self.scale < 0.1 * self.bound or self.scale < 0.1 * abs(self.rhs)
 
     @property
     def resolved(self) -> bool:
@@ -122,6 +129,7 @@ class SGDReport:
     indices: list  # which symmetric generators were run
     skipped: dict = field(default_factory=dict)  # index -> reason
     seconds: float = 0.0
+    start: StableStart | None = None  # the runs' start point and learning rate
 
     @property
     def passed(self) -> bool:
@@ -159,10 +167,28 @@ def law_verdicts(res: BalanceResult, p: float = P_COMPARISON) -> list:
     return out
 
 
+def stretched(steps: int, burn_in: int | None, eta: float, start: StableStart, gamma: float) -> tuple:
+    """``(steps, burn_in)`` at the capped learning rate from those designed for ``eta``: both
+    cover the same number of relaxation times of the orbit coordinate, whose rate is
+    ``4 eta gam`` for gam > 0 (window and burn-in scale as ``eta / eta_capped``) and
+    ``~ eta^2 |g|^2 / |theta|^2`` for gam = 0 (the burn-in as its square; the window, whose
+    interval shrinks as ``1 / T``, as ``eta / eta_capped``). No burn-in given:
+    :func:`numeric.symmetry_finder.default_burn_in` at the capped rate."""
+    r = eta / start.eta
+    burn = default_burn_in(start.eta, gamma) if burn_in is None else math.ceil(int(burn_in) * (r if gamma else r * r))
+    return math.ceil(int(steps) * r), burn
+
+
 def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: float, steps: int,
-            burn_in: int | None = None, n_runs: int = 32, batch: int = 1, seed: int = 0, progress=None) -> SGDReport:
+            burn_in: int | None = None, n_runs: int = 32, batch: int = 1, seed: int = 0,
+            margin: float = SGD_STABILITY_MARGIN, progress=None) -> SGDReport:
     """The SGD witness of every symmetric generator's law (gam = 0: semidefinite ones are
-    skipped, with the reason: they have no stationary state)."""
+    skipped, with the reason: they have no stationary state).
+
+    ``eta`` and the step counts are the design; the runs start where a gradient-descent pilot of
+    the burn-in's length settles and at ``eta`` capped ``margin`` times below batch-B SGD's
+    stability limit there (:func:`numeric.symmetry_finder.stable_start`), the steps stretched to
+    the capped rate (:func:`stretched`)."""
     gens = algebra.readable("symmetric")
     idx = list(range(gens.shape[0]))
     skipped = {}
@@ -174,11 +200,13 @@ def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: fl
                 idx.remove(j)
     if not idx:
         return SGDReport(None, [], [], skipped)
-    burn = default_burn_in(eta, gamma) if burn_in is None else int(burn_in)
     t0 = time.perf_counter()
-    res = sgd_balance(problem, gens[idx], eta=eta, gamma=gamma, steps=steps, burn_in=burn, n_runs=n_runs,
-                      batch=batch, seed=seed, progress=progress)
-    return SGDReport(res, law_verdicts(res), idx, skipped, time.perf_counter() - t0)
+    pilot = default_burn_in(eta, gamma) if burn_in is None else int(burn_in)
+    start = stable_start(problem, eta=eta, gamma=gamma, batch=batch, pilot_steps=pilot, margin=margin, seed=seed)
+    steps, burn = stretched(steps, burn_in, eta, start, gamma)
+    res = sgd_balance(problem, gens[idx], eta=start.eta, gamma=gamma, steps=steps, burn_in=burn, n_runs=n_runs,
+                      batch=batch, seed=seed, p_fail=P_COMPARISON, theta0=start.theta, progress=progress)
+    return SGDReport(res, law_verdicts(res), idx, skipped, time.perf_counter() - t0, start)
 
 
 def analyse(problem: Problem, *, ansatz: str = "block", seed: int = 0, orbit: bool = True, sgd: bool = True,
@@ -360,12 +388,18 @@ def format_report(rep: Report, title: str = "") -> str:
         if r.result is None:
             continue
         b = r.result
-        lines.append(f"SGD: eta {b.eta:g}, gam {b.gamma:g}, {b.n_runs} runs, batch {b.batch}, burn-in {b.burn_in}, "
+        lines.append(f"SGD: eta {b.eta:.4g}, gam {b.gamma:g}, {b.n_runs} runs, batch {b.batch}, burn-in {b.burn_in}, "
                      f"{b.steps} averaged steps ({r.seconds:.1f} s); max |g^T A theta| / (|g| |A theta|) "
                      f"{b.max_cross_ratio:.2g}")
+        if r.start is not None:
+            st = r.start
+            lines.append(f"  start: a {st.pilot_steps}-step gradient-descent pilot; there GD's stability limit "
+                         f"{st.gd_limit:.3g} (at the given point {st.start_gd_limit:.3g}), batch-{b.batch} SGD's "
+                         f"{st.sgd_limit:.3g}: eta = min({st.requested_eta:g}, {st.sgd_limit:.3g} / {st.margin:g})")
         for j, v, x in zip(r.indices, r.laws, b.cross_bias):
             if v.inactive:
-                lines.append(f"  S{j}: no gradient reaches it (eta E|gAg| = {v.scale:.2g} < bound/10 = {v.bound / 10:.2g}): "
+                lines.append(f"  S{j}: no gradient reaches it (eta E|gAg| = {v.scale:.2g} < max(bound, |RHS|)/10 = "
+                             f"{max(v.bound, abs(v.rhs)) / 10:.2g}): "
                              f"Q decays, exact decay identity residual / bound {v.decay_ratio:.2g}  "
                              f"{'PASS' if v.passed else 'FAIL'}")
                 continue
@@ -497,8 +531,8 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
     crit = []
     for j, v, x in zip(rep.indices, rep.laws, b.cross_bias):
         if v.inactive:
-            crit.append(Criterion.at_most(f"S{j} (no gradient reaches it: eta E|gAg| {v.scale:.2g} < bound/10): exact decay "
-                                          f"identity of Q per run / its bound", v.decay_ratio, 1.0,
+            crit.append(Criterion.at_most(f"S{j} (no gradient reaches it: eta E|gAg| {v.scale:.2g} < max(bound, |RHS|)/10): "
+                                          "exact decay identity of Q per run / its bound", v.decay_ratio, 1.0,
                                           "eta^2 sum|gAg| + 2 eta sum|g^T A theta| + float64 round-off"))
             continue
         crit.append(Criterion.at_most(f"S{j}: |paired residual| <= its bound", abs(v.residual), v.bound, "Student-t"))
@@ -508,7 +542,9 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
                                       0.1 * v.bound, "exact finite-window identity; a tenth: negligible beside the CI"))
     active = [v for v in rep.laws if not v.inactive] or rep.laws
     worst = max(active, key=lambda v: abs(v.residual) / v.bound if v.bound > 0 else math.inf)
-    return Verdict(RESULT, f"{ex.name}, eta {b.eta:g}, gam {b.gamma:g}: {law} for every exponential generator "
+    design = rep.start.requested_eta
+    capped = f" (design {design:g}, stability-capped)" if b.eta < design else ""
+    return Verdict(RESULT, f"{ex.name}, eta {b.eta:.3g}{capped}, gam {b.gamma:g}: {law} for every exponential generator "
                            f"(worst shown: S{rep.indices[rep.laws.index(worst)]})",
                    symbolic="Q' - Q = eta^2 g^T A g - 4 eta gam (1 - eta gam) Q exactly when g^T A theta = 0 "
                             "(symbolic/symmetry.py sgd_balance_condition); E[Q' - Q] = 0 at stationarity",
@@ -520,7 +556,10 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
                             "residual": [v.residual for v in rep.laws], "bound": [v.bound for v in rep.laws],
                             "relative residual (/ eta E|gAg|)": [abs(v.residual) / v.scale if v.scale > 0 else float("nan")
                                                                 for v in rep.laws],
-                            "drift (Q_T - Q_0)/(eta T)": b.drift})
+                            "drift (Q_T - Q_0)/(eta T)": b.drift, "eta": b.eta,
+                            "design eta": rep.start.requested_eta, "SGD stability limit": rep.start.sgd_limit,
+                            "GD stability limit": rep.start.gd_limit, "GD limit at the given point":
+                            rep.start.start_gd_limit})
 
 
 def _exact_verdicts(ctx: Context) -> list:
@@ -664,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-examples", action="store_true", help="run the known models and compare with their answers")
     p.add_argument("--examples", default=None, help="comma-separated subset of the known models (with --list-examples)")
     p.add_argument("--ansatz", default="block", choices=("block", "full"))
-    p.add_argument("--eta", type=float, default=0.05)
+    p.add_argument("--eta", type=float, default=0.05,
+                   help="design learning rate, capped at half of SGD's stability limit where the runs start")
     p.add_argument("--gamma", type=float, default=0.05,
                    help="weight decay in the loss, default 0.05 (0: check the gam = 0 law only)")
     p.add_argument("--zero-decay", action="store_true", help="also check the gam = 0 law")

@@ -7,10 +7,9 @@ ladders of the stationary SGD witnesses, and the runs that several checks share.
 
 from __future__ import annotations
 
-import torch
-
 from numeric.attention import AttentionEnsemble, teacher_hessians
 from numeric.balance import DRIFT_Z, drift_window, mlp_stationary, stationary_run
+from numeric.sharpness import capped_learning_rate, gd_stability_limit
 from theorems.cache import shared_run
 from theorems.tolerances import P_COMPARISON, t_quantile
 
@@ -109,9 +108,8 @@ def attention_run(ctx):
     ``2 / lambda_max(E[H])`` at the teacher. Stationarity: a trend test on the law's orbit
     coordinate D = W_K W_K^T - W_Q W_Q^T (the law's residual is exactly its drift)."""
     kw = {k: ATT[k] for k in ("d", "h", "n_tokens", "teacher_scale", "noise_std")}
-    H = teacher_hessians(1024, eta=ATT["eta"], seed=ctx.seed, **kw).mean(0)
-    limit = 2.0 / float(torch.linalg.eigvalsh((H + H.T) / 2).max())
-    att = AttentionEnsemble(eta=min(ATT["eta"], limit / ETA_MARGIN), n_runs=ATT_RUNS, seed=ctx.seed,
+    limit = gd_stability_limit(teacher_hessians(1024, eta=ATT["eta"], seed=ctx.seed, **kw).mean(0))
+    att = AttentionEnsemble(eta=capped_learning_rate(ATT["eta"], limit, ETA_MARGIN), n_runs=ATT_RUNS, seed=ctx.seed,
                             device=ctx.device, **kw)
     budget = stationary_budget(ctx)
     window = drift_window(budget["average_blocks"], t_quantile(ATT_RUNS), DRIFT_Z)
