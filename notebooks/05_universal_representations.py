@@ -119,36 +119,39 @@ print("left to `python -m theorems -t 12` (any depth):",
       ", ".join(n for n in left_out(t12.THEOREM, ctx, any_depth) if n.startswith("check_any_depth")))
 
 # %% [markdown]
-# **SGD reaches the Platonic kernel.** Ensembles of SGD runs (batch 1) of the depth-2 and depth-3
-# designs (the depth-3 nets start at a misaligned global minimum of $L$), time-averaged at stationarity:
-# the relative gap of each hidden layer's kernel to the closed form falls linearly with $\eta$ (dotted:
-# slope 1; bars: $z = 5.33$ standard errors over runs).
+# **SGD approaches the Platonic kernel, but not quite.** Ensembles of SGD runs (batch 1) of the depth-2 and
+# depth-3 designs (the depth-3 nets start at a misaligned global minimum of $L$), time-averaged at
+# stationarity on an $\eta$ ladder: the relative gap of each hidden layer's kernel to the closed form
+# (bars: $z = 5.33$ standard errors over runs). A weighted least-squares fit $K(\eta) = c_0 + c_1\eta$ of the
+# kernel entries gives the $\eta\to0$ limit $c_0$; its relative offset from the closed form is the point at
+# $\eta = 0$ (bar: $z = 5.33$ standard errors of $c_0$). For this design (anisotropic $\Sigma_x$ and
+# $\Sigma_\epsilon$) the fit is good and the limit is offset from the closed form: the gap levels off
+# instead of closing.
 
 # %%
-ladders = usable(by_check(verdicts, "check_kernel_convergence"))
+ladders = [v for v in usable(by_check(verdicts, "check_kernel_convergence")) if "rel_error" in v.details]
 if ladders:
     fig, ax = plt.subplots()
     for v in ladders:
         d = v.details
-        if "rel_error" not in d:  # the Richardson verdict of the same check
-            continue
         etas, err, se = np.asarray(d["etas"]), np.asarray(d["rel_error"]), np.asarray(d["stderr"])
         D = err.shape[1] + 1
         for k in range(D - 1):
+            fit = d[f"layer {k + 1} kernel"]
             pts = ax.errorbar(etas, err[:, k], yerr=Z * se[:, k], fmt="o-", capsize=3, ms=4,
-                              label=f"D = {D}, layer {k + 1}: slope {d['slopes'][k]:.2f}")
-            ax.plot(etas, err[0, k] * etas / etas[0], ":", color=pts[0].get_color(), lw=1)
-    ax.set(xscale="log", yscale="log", xlabel=r"learning rate $\eta$", ylabel=r"$\|K_{SGD} - K_k\|\ /\ \|K_k\|$",
-           title=r"SGD's hidden kernels $\to$ the Platonic kernel, gap $O(\eta)$")
-    log_axis(ax, "x")
-    log_axis(ax, "y")
+                              label=f"D = {D}, layer {k + 1}: chi^2 {fit['chi2']:.1f} / {fit['dof']}")
+            ax.errorbar([0.0], [fit["relative_offset"]], yerr=[fit["relative_precision"]], fmt="s", capsize=3,
+                        ms=5, color=pts[0].get_color())
+    ax.set(xlabel=r"learning rate $\eta$", ylabel=r"$\|K_{SGD} - K_k\|\ /\ \|K_k\|$", xlim=(-0.0005, None),
+           ylim=(0, None), title=r"SGD's hidden kernels vs the Platonic kernel; squares: $\eta\to0$ fit")
     ax.legend(fontsize=7)
     plt.show()
 
 # %% [markdown]
 # **Theorem 12's layer structure in SGD.** The whitened spectrum $\operatorname{spec}(\Sigma_x^{1/2}K_k\Sigma_x^{1/2})$
 # of each hidden layer, measured on the same runs at the smallest $\eta$ (delta-method bars over runs,
-# $z = 5.33$), against the predicted $s_kS$: one scale per layer, no distortion of the spectrum.
+# $z = 5.33$), against the predicted $s_kS$: one scale per layer, close to the prediction - but the
+# $\eta\to0$ fit of Theorem 12's verdict resolves an offset of the limit spectrum from $s_kS$ (0.2-1%).
 
 # %%
 spectra = usable(by_check(verdicts, "check_any_depth_sgd"))
@@ -237,7 +240,8 @@ paper_vs_suite(verdicts, [
      "a = Tr Se, b = Tr Sx", "true with a, b of the embedded net; the scale depends on the embeddings, "
      "absorbed by the paper's c_i"),
     ("8", "check_kernel_convergence", "(SGD reaches the Platonic representation)",
-     "the gap closes linearly in eta at depths 2 and 3; at depth 4 SGD's first layer stalls"),
+     "measured for anisotropic Se: SGD's eta -> 0 limit is offset from the closed form (0.2% at depth 2, "
+     "1-2% in the first layer at depths 3, 4; good ladder fits, no offset with isotropic Se)"),
     ("8", "check_digits_alignment", "Fig. 4: trained MLPs' layers align",
      "with linear CKA and mutual kNN, not with the paper's uncentred Gram cosine"),
     ("8", "check_digits_learning_rate", "(a summary's reading) alignment grows with the learning rate",
@@ -249,5 +253,5 @@ paper_vs_suite(verdicts, [
     ("9", "check_orthogonal_embeddings_keep_alignment", "weight decay destroys universality",
      "generic, not universal: orthogonal embeddings keep perfect alignment at every kappa"),
     ("12", "check_any_depth_sgd", "Eqs. 59-60: layer structure and equipartition at any depth",
-     "exact for the BFGS minimiser; SGD matches at depths 2 and 3"),
+     "exact for the BFGS minimiser; SGD's eta -> 0 limit spectrum is offset from s_k S (anisotropic Se)"),
 ])

@@ -9,7 +9,11 @@ observables are, per run and per hidden layer k,
   (``h_k(x)^T h_k(x') = x^T K_k x'``), and
 * its population cosine with a reference kernel ``K_ref`` (the closed-form Platonic kernel):
   ``Tr(K Sx K_ref Sx) / sqrt(Tr((K Sx)^2) Tr((K_ref Sx)^2))`` - the large-test-set limit of
-  the paper's Gram-matrix cosine.
+  the paper's Gram-matrix cosine. The engine averages the kernels in-kernel over a block
+  (``run_accumulate``: no return to Python per sample), so the cosine is that of each run's
+  *block-averaged* kernel, not the mean of the instantaneous cosines: the SGD fluctuations
+  inside a block are averaged out before the cosine is taken, which makes it slightly
+  larger (closer to 1) than the mean instantaneous cosine, the more so the longer the block.
 
 >>> import numpy as np
 >>> from symbolic.deep_linear import EmbeddedProblem
@@ -54,10 +58,10 @@ class KernelMeasurement:
     kernel_mean: list  # per hidden layer: ensemble + time average (d, d)
     kernel_stderr: list  # CLT standard error of each entry (across independent runs)
     kernel_per_run: list  # per hidden layer: (R, d, d) time averages
-    cosine_mean: np.ndarray  # (D-1,) time+ensemble mean of the instantaneous cosine to K_ref
-    cosine_stderr: np.ndarray
+    cosine_mean: np.ndarray  # (D-1,) mean over runs and averaging blocks of the block-averaged kernel's cosine
+    cosine_stderr: np.ndarray  # its CLT standard error (across independent runs)
     history_steps: np.ndarray  # block ends
-    history_cosine: np.ndarray  # (blocks, D-1) ensemble-mean cosine per block
+    history_cosine: np.ndarray  # (blocks, D-1) per block: mean over runs of the block-averaged kernel's cosine
     steps_to_stationary: int
     total_steps: int
     converged: bool
@@ -97,35 +101,32 @@ def measure_kernels(problem, hidden, eta: float, *, n_runs: int = 32, batch: int
                          init_scale=init_scale)
     if init_weights is not None:
         ens.load_weights(init_weights)
-    dev, dt = ens.device, ens.dtype
-    G = torch.as_tensor(problem.G, dtype=dt, device=dev)
-    Sx = torch.as_tensor(problem.Sx, dtype=dt, device=dev)
+    Sx = torch.as_tensor(problem.Sx, dtype=torch.float64)
     K_ref = torch.as_tensor(platonic_kernel(problem.V, problem.Sx, problem.Se) if reference is None else reference,
-                            dtype=dt, device=dev)
+                            dtype=torch.float64)
     L = len(hidden)
 
-    def maps():
-        P = ens.weights[0] @ G
-        out = [P]
-        for W in ens.weights[1:L]:
-            P = W @ P
-            out.append(P)
-        return out
-
-    def observe():
-        obs = {}
-        for k, P in enumerate(maps()):
-            K = P.transpose(-1, -2) @ P
-            obs[f"K{k + 1}"] = K
-            obs[f"cos{k + 1}"] = kernel_cosine_torch(K, K_ref, Sx)
+    def block_average(n_steps: int, every: int) -> dict:
+        """One block's per-run averages: the hidden kernels (averaged by the engine, no
+        return to Python per sample) and the cosine of each run's block-averaged kernel."""
+        acc = ens.run_accumulate(n_steps, every)
+        obs = {f"K{k}": acc[f"K{k}"].to(torch.float64).cpu() for k in range(1, L + 1)}
+        for k in range(1, L + 1):
+            obs[f"cos{k}"] = kernel_cosine_torch(obs[f"K{k}"], K_ref, Sx)
         return obs
 
     t0 = time.process_time()
-    res = stationary_average(ens.run, observe, block_steps=block_steps, window=window, average_blocks=average_blocks,
-                             max_steps=max_steps, sample_every=sample_every, progress=progress)
+    res = stationary_average(None, None, accumulate=block_average, block_steps=block_steps, window=window,
+                             average_blocks=average_blocks, max_steps=max_steps, sample_every=sample_every,
+                             progress=progress)
     cpu = time.process_time() - t0
     to_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
     hist = np.array([[float(res.history[f"cos{k + 1}"][b]) for k in range(L)] for b in range(len(res.history["cos1"]))])
+    G = torch.as_tensor(problem.G, dtype=ens.dtype, device=ens.device)
+    maps, P = [], None
+    for W in ens.weights[:L]:
+        P = W @ G if P is None else W @ P
+        maps.append(to_np(P))
     return KernelMeasurement(
         depth=L + 1, eta=float(eta), batch=int(batch), weight_decay=float(weight_decay),
         kernel_mean=[to_np(res.mean[f"K{k + 1}"]) for k in range(L)],
@@ -133,10 +134,10 @@ def measure_kernels(problem, hidden, eta: float, *, n_runs: int = 32, batch: int
         kernel_per_run=[to_np(res.per_run[f"K{k + 1}"]) for k in range(L)],
         cosine_mean=np.array([float(res.mean[f"cos{k + 1}"]) for k in range(L)]),
         cosine_stderr=np.array([float(res.stderr[f"cos{k + 1}"]) for k in range(L)]),
-        history_steps=block_steps * np.arange(1, hist.shape[0] + 1),
+        history_steps=(block_steps // sample_every) * sample_every * np.arange(1, hist.shape[0] + 1),
         history_cosine=hist,
         steps_to_stationary=res.steps_to_stationary, total_steps=res.total_steps, converged=res.converged,
-        cpu_seconds=cpu, final_maps=[to_np(P) for P in maps()],
+        cpu_seconds=cpu, final_maps=maps,
     )
 
 

@@ -13,9 +13,11 @@ conditions through the Riccati equation ``K_k S_x K_k = c_k V^T S_e V`` in which
 embeddings, widths, depth and layer index cancel; the scales ``s_k`` and equipartition value
 ``E|grad_{W_i} l|^2 = 4 (ab)^{1/D} (Tr S)^{2(D-1)/D}`` (with ``a = Tr M_O^T S_e M_O``,
 ``b = Tr M_I Z S_x Z^T M_I^T``). Numerically: SGD ensembles for D = 2, 3, 4 with three
-different random embeddings; the time-averaged kernels approach the closed form with a
-gap linear in eta, and every layer pair across the three nets aligns (paper's Gram cosine,
-linear CKA, mutual kNN). The Fig. 4 nonlinear check (digits MLPs) is here too.
+different random embeddings; the time-averaged kernels are fitted on an eta ladder
+(c0 + c1 eta) and their eta -> 0 limit c0 is compared with the closed form - for this
+anisotropic design it is offset from it, by 0.25-2% (measured, stated as such); every layer
+pair across the three nets aligns (paper's Gram cosine, linear CKA, mutual kNN), to a floor
+set by those offsets. The Fig. 4 nonlinear check (digits MLPs) is here too.
 """
 
 from __future__ import annotations
@@ -24,14 +26,13 @@ import numpy as np
 import sympy as sp
 
 from numeric.figures import plot_error_ladder, plot_matrix
-from numeric.modified_flow import fit_loglog_slope
 from numeric.platonic_sgd import alignment_across_nets, gradient_second_moments, held_out_alignment
-from numeric.stationary import extrapolated_relative_error
 from numeric.deep_linear_min import orbit_minimum
 from symbolic import deep_linear as dl
 from theorems.checks import check, pytest_cases, slow_case, verifier
-from theorems.settings.platonic import (D_X, ETAS, SE, SX, V_TEACHER, WIDTHS, design, design_for_depth,
-                                        run_sgd)
+from theorems.settings.platonic import (ALIGNMENT_REFERENCE_ETA, D_X, ETAS, SE, SX, V_TEACHER, WIDTHS, design,
+                                        design_for_depth, ladder_details, ladder_layers, offset_criteria, run_sgd,
+                                        upper_triangle)
 from theorems.tolerances import Z
 from theorems.verdict import Context, Criterion, Verdict
 
@@ -146,14 +147,22 @@ def check_equipartition_monte_carlo(ctx: Context, D: int = 3) -> list:
 # ----------------------------------------------------------------------------- SGD witness
 @check(THEOREM, cases=[dict(D=2), dict(D=3), slow_case(D=4)])
 def check_kernel_convergence(ctx: Context, D: int) -> list:
-    """Time-averaged SGD kernels approach the closed form as eta -> 0, every hidden layer.
+    """Time-averaged SGD kernels on an eta ladder, fitted to eta -> 0, against the closed form.
 
-    1. with err(eta) = c1 eta + O(eta^2), the error ratio between successive rungs is 2, so
-       the slope of log err vs log eta must be 1; we accept [0.4, 1.6]: the CLT error of a
-       2-point slope is ~ sqrt(se1^2/e1^2 + se2^2/e2^2) / ln 2 <= 0.1 here (z ~ 5).
-    2. the Richardson-extrapolated kernel (2 K(eta/2) - K(eta)) matches the closed form
-       within z = 5.33 (theorems.tolerances.Z) CLT standard errors plus the O(eta^2) remainder
-       (numeric.stationary.extrapolated_relative_error).
+    Every hidden layer's kernel entries (upper triangle) are fitted by weighted least squares
+    ``K(eta) = c0 + c1 eta`` (three rungs; ``+ c2 eta^2`` with four), weights the rungs' CLT
+    standard errors over independent runs (numeric.stationary.fit_eta_ladder). Two verdicts:
+
+    1. the ladder follows the model: chi^2 below its p = 1e-7 quantile for every layer (the
+       "closes linearly in eta" test: a stall or a curve fails it), every rung stationary by
+       the drift test; fewer than three rungs are refused (an offset and a slope need a
+       degree of freedom left to be tested);
+    2. the eta -> 0 limit c0 against the closed form. Measured: for this design
+       (anisotropic Sx and Se) SGD's limit is offset from the closed form - by ~0.25%
+       (D = 2) to ~1-2% (first hidden layer of D = 3, 4), resolved at 10-40 standard errors
+       with a good fit, from a misaligned start and from a start AT the closed form alike;
+       with isotropic Se the same ladder finds no offset. The verdict states the offset:
+       its largest component is at least z = 5.33 standard errors of c0 from the closed form.
     """
     etas = ETAS[ctx.budget][D]
     prob = design_for_depth(D)
@@ -161,35 +170,33 @@ def check_kernel_convergence(ctx: Context, D: int) -> list:
     ms = [run_sgd(ctx, D, eta) for eta in etas]
     errs = np.array([m.relative_error(pred)[0] for m in ms])  # (n_eta, D-1)
     ses = np.array([m.relative_error(pred)[1] for m in ms])
-    slopes = [fit_loglog_slope(etas, errs[:, k]).slope for k in range(D - 1)]
+    layers = ladder_layers(etas, [[upper_triangle(K) for K in m.kernel_mean] for m in ms],
+                           [[upper_triangle(S) for S in m.kernel_stderr] for m in ms],
+                           [upper_triangle(K) for K in pred], [f"layer {k} kernel" for k in range(1, D)])
     figs = []
     path = ctx.figure_path(f"thm08_kernel_gap_D{D}.png")
     if path is not None:
         figs.append(plot_error_ladder(path, etas, errs, ses, f"D = {D}", "|K_sgd - K*| / |K*|"))
-    slope_src = "log-log slope over the eta ladder; CLT slope error <= 0.1"
-    linear = Verdict(
-        THEOREM, f"D={D}: SGD kernel gap |K_sgd - K_closed|/|K_closed| closes linearly in eta",
-        symbolic="leading order in eta: gap = O(eta)", predicted=1.0, measured=float(np.mean(slopes)),
-        tolerance=0.6, tolerance_source=slope_src, paper="supports", figures=figs, comparison="none",
-        criteria=[Criterion.within(f"layer {k + 1} log-log slope", s, 0.4, 1.6, slope_src) for k, s in enumerate(slopes)],
-        details={"etas": list(etas), "rel_error": errs, "stderr": ses, "slopes": slopes,
-                 "cpu_seconds": [m.cpu_seconds for m in ms], "steps": [m.total_steps for m in ms],
-                 "converged": [m.converged for m in ms], "cosine_to_closed_form": [m.cosine_mean for m in ms]})
-    rich, bounds = [], []
-    for k in range(D - 1):
-        e, bound, source = extrapolated_relative_error(etas, [m.kernel_mean[k] for m in ms],
-                                                        [m.kernel_stderr[k] for m in ms], pred[k], Z)
-        rich.append(e)
-        bounds.append(bound)
-    worst = int(np.argmax(np.array(rich) - np.array(bounds)))
-    richardson = Verdict(
-        THEOREM, f"D={D}: Richardson-extrapolated (eta -> 0) SGD kernels = closed form, every layer",
-        predicted=0.0, measured=float(rich[worst]), tolerance=float(bounds[worst]), tolerance_source=source,
-        paper="supports", comparison="none",
-        criteria=[Criterion.at_most(f"layer {k + 1} extrapolated relative error", r, b, source)
-                  for k, (r, b) in enumerate(zip(rich, bounds))],
-        details={"extrapolated_rel_error": rich, "tolerance_per_layer": bounds, "rel_error_smallest_eta": errs[-1]})
-    return [linear, richardson]
+    stationary = [m.converged for m in ms]
+    per_rung = {"etas": list(etas), "rel_error": errs, "stderr": ses, "cpu_seconds": [m.cpu_seconds for m in ms],
+                "steps": [m.total_steps for m in ms], "steps_to_stationary": [m.steps_to_stationary for m in ms],
+                "converged": stationary, "n_runs": ms[0].kernel_per_run[0].shape[0],
+                "cosine_to_closed_form": [m.cosine_mean for m in ms]}
+    model = " + c2 eta^2" if layers[0]["fit"].order == 2 else ""
+    fit_verdict = Verdict(
+        THEOREM, f"D={D}: SGD kernels over the eta ladder {list(etas)} follow c0 + c1 eta{model} (WLS, chi^2), "
+        "every layer", symbolic="leading order in eta: K(eta) = K(0) + O(eta)", figures=figs, comparison="none",
+        criteria=[Criterion.holds("the drift test declared every rung stationary", all(stationary),
+                                  "numeric.stationary drift test"), *[L["criteria"][1] for L in layers]],
+        details={**per_rung, **ladder_details(layers)})
+    worst = max(layers, key=lambda L: float(L["z"].max()))
+    offset = Verdict(
+        THEOREM, f"D={D}: SGD's eta -> 0 limit kernel (ladder fit) is offset from the closed form Sx^-1 # V^T Se V "
+        "(anisotropic Se)", predicted=0.0, measured=worst["rel"], tolerance=worst["rel_bound"],
+        tolerance_source=f"relative offset of c0 against Z = {Z:.2f} standard errors of c0 (WLS over independent rungs)",
+        paper="refutes", comparison="none", criteria=offset_criteria(layers),
+        details={"etas": list(etas), **ladder_details(layers), "rel_error_smallest_eta": errs[-1]})
+    return [fit_verdict, offset]
 
 
 @check(THEOREM, slow=True)
@@ -197,20 +204,25 @@ def check_cross_alignment(ctx: Context) -> Verdict:
     """Every hidden layer of the D = 2, 3, 4 nets aligns with every other, more so as eta shrinks.
 
     Three different random embeddings and widths; population Gram cosine of the per-run
-    time-averaged kernels, on each depth's eta ladder (rung by rung). Predicted: 1 - O(eta).
-    The worst misalignment 1 - min C must shrink when eta halves - by the factor 1/2 for a
-    linear gap (1/4 if the bias enters squared); we require at most 3/4 (one-sided).
+    time-averaged kernels, at eta = 0.01 (ALIGNMENT_REFERENCE_ETA) and at the eta ladder's
+    smallest rung (a factor 8 in the quick budget, 10 in the full). The worst misalignment
+    1 - min C must shrink between them by at least the factor 3/4 (one-sided; a gap linear in
+    eta would give 1/8 or 1/10). It does not close to 0: the eta -> 0 limit kernels are
+    offset from the closed form (check_kernel_convergence), differently per layer, so the
+    misalignment levels off (measured, seed 0, 256 runs: 1.2e-3 at eta = 0.01, 2.7e-4 at
+    0.00125, worst pair D = 4 layers 1 and 3) - the paper's perfect alignment holds for the
+    entropic minimum, for SGD only to that floor.
     The paper's test-set measures (Gram cosine, linear CKA - the biased estimator, and the
     unbiased one beside it - and mutual kNN on held-out x, final weights, D=2 net vs D=4
     net) are reported in the details."""
-    rungs = len(ETAS[ctx.budget][2])
+    etas = (ALIGNMENT_REFERENCE_ETA, ETAS[ctx.budget][2][-1])
     Cs = []
-    for i in range(rungs):
-        ms = {D: run_sgd(ctx, D, ETAS[ctx.budget][D][i]) for D in (2, 3, 4)}
+    for eta in etas:
+        ms = {D: run_sgd(ctx, D, eta) for D in (2, 3, 4)}
         C, labels = alignment_across_nets(ms, SX)
         Cs.append(C)
     gaps = [float(1 - C.min()) for C in Cs]
-    ratio = gaps[-1] / gaps[-2]
+    ratio = gaps[-1] / gaps[0]
     rng = np.random.default_rng(ctx.seed + 11)
     X = rng.standard_normal((ctx.pick(200, 1000), D_X)) @ np.sqrt(SX)
     test_set = held_out_alignment(ms[2], ms[4], X, ("gram_cosine", "linear_cka", "linear_cka_unbiased", "mutual_knn"))
@@ -218,31 +230,37 @@ def check_cross_alignment(ctx: Context) -> Verdict:
     path = ctx.figure_path("thm08_alignment_matrix.png")
     if path is not None:
         figs.append(plot_matrix(path, Cs[-1], labels, "population Gram cosine, time-averaged SGD kernels"))
-    src = "ratio of 1 - min cos between ladder rungs; 1/2 (linear) or 1/4 predicted, <= 3/4 required"
+    spread = etas[0] / etas[-1]
+    src = f"ratio of 1 - min cos at eta = {etas[-1]:g} to eta = {etas[0]:g}; 1/{spread:g} for a linear gap, <= 3/4 required"
     return Verdict(THEOREM, "every hidden layer of every net aligns with every other (D = 2, 3, 4; different "
-                   "M_I, M_O, Z, widths): misalignment shrinks with eta",
-                   predicted=0.5, measured=ratio, tolerance=0.25, tolerance_source=src, paper="supports",
+                   "M_I, M_O, Z, widths): misalignment shrinks with eta, to a floor",
+                   predicted=1 / spread, measured=ratio, tolerance_source=src, paper="partly",
+                   paper_condition="alignment improves as eta shrinks, but SGD's eta -> 0 limit is not perfectly "
+                                   f"aligned: 1 - min cos levels off near {gaps[-1]:.1e} (the limit kernels' offsets)",
                    figures=figs, comparison="none",
-                   criteria=[Criterion.at_most("misalignment ratio between the last two rungs", ratio, 0.75, src)],
-                   details={"one_minus_min_cos_per_rung": gaps, "matrix_smallest_eta": Cs[-1], "labels": labels,
+                   criteria=[Criterion.at_most(f"misalignment ratio, eta = {etas[-1]:g} to {etas[0]:g}", ratio, 0.75,
+                                               src)],
+                   details={"etas": list(etas), "one_minus_min_cos": gaps, "matrix_smallest_eta": Cs[-1], "labels": labels,
                             "test_set_min": {k: float(v.min()) for k, v in test_set.items()},
                             "test_set_D2_vs_D4": test_set})
 
 
 @check(THEOREM)
 def check_batch_independence(ctx: Context) -> Verdict:
-    """Batch size does not move the limit kernel (Fig. 10/12): D = 2, batch 4 vs 1 at eta = 0.02.
+    """Batch size does not move the limit kernel (Fig. 10/12): D = 2, batch 4 vs 1 at the top
+    of the eta ladder (the batch-1 run is its first rung).
 
     The gap is O(eta/B) (temperature eta/B), so it must be no larger than the batch-1 gap at
     the same eta (plus z = 5.33 CLT)."""
     D = 2
     prob = design_for_depth(D)
     pred = [prob.kernel(D, 1)]
-    m1 = run_sgd(ctx, D, 0.02, 1)
-    m4 = run_sgd(ctx, D, 0.02, 4)
+    eta = ETAS[ctx.budget][D][0]
+    m1 = run_sgd(ctx, D, eta, 1)
+    m4 = run_sgd(ctx, D, eta, 4)
     e1, s1 = m1.relative_error(pred)
     e4, s4 = m4.relative_error(pred)
-    return Verdict(THEOREM, "batch size does not change the limit kernel (D=2, B=4 vs B=1, eta=0.02)",
+    return Verdict(THEOREM, f"batch size does not change the limit kernel (D=2, B=4 vs B=1, eta={eta:g})",
                    predicted=0.0, measured=float(e4[0]), tolerance=float(e1[0] + Z * np.hypot(s1[0], s4[0])),
                    tolerance_source=f"gap O(eta/B) <= batch-1 gap; z = {Z:.2f} CLT", paper="supports",
                    details={"gap_B1": e1[0], "gap_B4": e4[0], "cos_B4": m4.cosine_mean})

@@ -22,8 +22,10 @@ checked: $\operatorname{spec}(W_1\Sigma_u W_1^\top) = s_1 S$, the singular value
 middle layer all equal $(s_k/s_{k-1})^{1/2}$, $\operatorname{spec}(W_D^\top N W_D) = S/s_{D-1}$,
 on a minimiser found by BFGS over the whole minimum manifold (independent of the
 construction); and in SGD, the whitened hidden kernels
-$\operatorname{spec}(\Sigma_x^{1/2} K_k \Sigma_x^{1/2}) = s_k S$ at every layer (Richardson,
-eta -> 0), on Theorem 8's runs (``theorems.settings.platonic.run_sgd``: shared, not repeated).
+$\operatorname{spec}(\Sigma_x^{1/2} K_k \Sigma_x^{1/2})$ against $s_k S$ at every layer (eta -> 0 by a
+weighted least-squares fit over the eta ladder; for this anisotropic design SGD's limit is
+offset from $s_k S$, measured and stated as such), on Theorem 8's runs
+(``theorems.settings.platonic.run_sgd``: shared, not repeated).
 """
 
 from __future__ import annotations
@@ -32,11 +34,10 @@ import numpy as np
 import scipy.linalg
 
 from numeric.deep_linear_min import orbit_minimum
-from numeric.modified_flow import fit_loglog_slope
-from numeric.stationary import extrapolated_relative_error
 from symbolic import deep_linear as dl
 from theorems.checks import check, slow_case
-from theorems.settings.platonic import ETAS, design, design_for_depth, run_sgd
+from theorems.settings.platonic import (ETAS, design, design_for_depth, ladder_details, ladder_layers, offset_criteria,
+                                        run_sgd)
 from theorems.tolerances import Z
 from theorems.verdict import Context, Verdict
 
@@ -98,36 +99,38 @@ def whitened_spectrum(per_run_kernels: np.ndarray, Sx: np.ndarray, r: int) -> tu
     return lam[idx], proj.std(0, ddof=1) / np.sqrt(proj.shape[0])
 
 
-# D = 2, 3 share Theorem 8's runs within a process; D = 4 (the long ladder) is left to the main job
+# D = 2, 3 share Theorem 8's runs within a process; D = 4 is left to the main job
 @check("12", cases=[dict(D=2), dict(D=3), slow_case(D=4)])
 def check_any_depth_sgd(ctx: Context, D: int) -> Verdict:
-    """SGD (Theorem 8's runs, three random embeddings): ``spec(Sx^{1/2} K_k Sx^{1/2}) -> s_k S``
-    for every hidden layer k - the first layer carries S^{1/2} with scale s_1, each middle
-    layer multiplies the scale by s_k/s_{k-1} without distorting the spectrum.
+    """SGD (Theorem 8's runs, three random embeddings): ``spec(Sx^{1/2} K_k Sx^{1/2})`` against
+    ``s_k S`` for every hidden layer k, in the eta -> 0 limit of a weighted least-squares fit
+    ``c0 + c1 eta (+ c2 eta^2)`` over the eta ladder (numeric.stationary.fit_eta_ladder).
 
-    Error bars: CLT over the independent runs, propagated to the eigenvalues by the delta
-    method (:func:`whitened_spectrum`). Bound: z = 5.33 (theorems.tolerances.Z) CLT + the O(eta^2) remainder
-    (numeric.stationary.extrapolated_relative_error); with two rungs it is meaningful jointly
-    with Theorem 8's first-order slope verdict on the same runs."""
+    Error bars: CLT over the independent runs of each rung, propagated to the eigenvalues by
+    the delta method (:func:`whitened_spectrum`). Measured: for this design (anisotropic Sx
+    and Se) the limit spectrum is offset from s_k S - the verdict states the offset: its
+    largest component is at least z = 5.33 standard errors of c0 away, with a good fit
+    (chi^2 below its p = 1e-7 quantile) for every layer. The details give c0 +- se, c1 and
+    the relative precision Z se(c0) / |s_k S| per layer."""
     problem = design_for_depth(D)
     _, S, _ = problem.whitened_svd()
     etas = ETAS[ctx.budget][D]
     ms = [run_sgd(ctx, D, eta) for eta in etas]
-    errs, bounds, singles = [], [], []
-    for k in range(1, D):
-        target = problem.layer_scale(D, k) * S
-        spectra, ses = zip(*(whitened_spectrum(m.kernel_per_run[k - 1], problem.Sx, len(S)) for m in ms))
-        e, bound, source = extrapolated_relative_error(etas, spectra, ses, target, Z)
-        errs.append(e)
-        bounds.append(bound)
-        singles.append([float(np.linalg.norm(sp_ - target) / np.linalg.norm(target)) for sp_ in spectra])
-    # the layer furthest above (or least below) its own bound is compared: every layer is
-    # within its bound exactly when that one is
-    worst = int(np.argmax(np.array(errs) - np.array(bounds)))
-    return Verdict("12", f"D={D}: SGD hidden kernels have spectrum s_k S at every layer (eta -> 0)",
-                   symbolic="spec(Sx^(1/2) K_k Sx^(1/2)) = s_k S (Eq. 59)", predicted=0.0, measured=errs[worst],
-                   tolerance=bounds[worst], tolerance_source=source + " (delta-method CLT over runs)", paper="supports",
+    spectra = [[whitened_spectrum(m.kernel_per_run[k - 1], problem.Sx, len(S)) for k in range(1, D)] for m in ms]
+    targets = [problem.layer_scale(D, k) * S for k in range(1, D)]
+    layers = ladder_layers(etas, [[lam for lam, _ in rung] for rung in spectra],
+                           [[se for _, se in rung] for rung in spectra], targets,
+                           [f"layer {k} spectrum" for k in range(1, D)])
+    singles = [[float(np.linalg.norm(rung[k][0] - targets[k]) / np.linalg.norm(targets[k])) for rung in spectra]
+               for k in range(D - 1)]
+    worst = max(layers, key=lambda L: float(L["z"].max()))
+    return Verdict("12", f"D={D}: SGD's eta -> 0 limit (ladder fit) of the whitened hidden-kernel spectrum is offset "
+                   "from s_k S (anisotropic Se)",
+                   symbolic="spec(Sx^(1/2) K_k Sx^(1/2)) = s_k S (Eq. 59)", predicted=0.0, measured=worst["rel"],
+                   tolerance=worst["rel_bound"],
+                   tolerance_source=f"relative offset of c0 against Z = {Z:.2f} standard errors of c0 (WLS over "
+                                    "independent rungs, delta-method CLT over runs)",
+                   paper="refutes", comparison="none", criteria=offset_criteria(layers),
                    details={"etas": list(etas), "single-eta rel. error per layer": singles,
-                            "log-log slope per layer": [fit_loglog_slope(etas, e_).slope for e_ in singles],
-                            "extrapolated rel. error per layer": errs, "bound per layer": bounds,
-                            "predicted s_k": [problem.layer_scale(D, k) for k in range(1, D)], "S": S})
+                            "predicted s_k": [problem.layer_scale(D, k) for k in range(1, D)], "S": S,
+                            **ladder_details(layers)})
