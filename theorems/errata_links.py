@@ -36,6 +36,7 @@ _T1_LWA = ("theorem-1-for-sgd--at-finite-eta-the-drift-along-a-valley-follows-th
 _T2 = "theorem-2--at-zero-weight-decay-robust-invariances-of-phi-need-not-be-norm-preserving"
 _T10 = ("theorem-10--for-full-row-rank-v-t--t_min-iff-the-label-noise-is-isotropic-the-input-covariance-plays-"
         "no-role")
+_T10_ANISO = "theorem-10--for-anisotropic-label-noise-sgds-eta---0-sharpness-is-resolved-01-above-t"
 _T11 = "theorem-11--for-beta--1-the-gradient-noise-grows-towards-the-input-earlier-layers-not-towards-the-output"
 _B1 = "appendix-b1--sharpness-decreases-along-training-needs-the-direction-to-settle"
 _T3 = ("theorem-3--discrete-symmetries-survive-a-scalar-or-o-commuting-learning-rate-the-papers-own-caveat-made-"
@@ -51,8 +52,12 @@ _T9 = "theorem-9--quantified-kappa--gam-b--eta-sets-the-loss-of-alignment-batch-
 _T9_ORTH = ("theorem-9--the-loss-of-universality-is-generic-not-universal-orthogonal-embeddings-keep-perfect-"
             "alignment-at-every-kappa")
 _T12_BATCH = "theorem-12-depth-2--precision-the-batch-size-leaves-the-optimum-alone-only-at-leading-order-in-eta"
-_T12_ANISO = "theorem-12-depth-2--for-anisotropic-data-sgd-at-practical-eta-is-far-from-the-leading-order-optimum"
-_T12_D4 = "theorem-12-at-depth-4-and-theorem-8s-kernels--open-sgds-first-hidden-layer-stalls-15-from-the-closed-form"
+_T12_ANISO = ("theorem-12--sgds-small-eta-limit-is-the-entropic-optimum-only-for-isotropic-label-noise-anisotropic-"
+              "label-noise-rotates-the-hidden-basis-and-offsets-the-limit")
+_T8_OFFSET = ("theorems-8-and-12-any-depth--for-anisotropic-label-noise-sgds-eta---0-limit-is-offset-from-the-"
+              "entropic-minimum")
+_T12_D4 = ("theorem-12-at-depth-4-and-theorem-8s-kernels--settled-the-first-hidden-layers-15-gap-is-sgds-eta---0-"
+           "limit-the-slow-flows-fixed-point-not-a-stall")
 
 # ---------------------------------------------------------------------------- (theorem, check) -> anchor
 ERRATA_LINKS: dict[tuple[str, str], str] = {
@@ -97,9 +102,13 @@ ERRATA_LINKS: dict[tuple[str, str], str] = {
     ("9", "check_orthogonal_embeddings_keep_alignment"): _T9_ORTH,
     ("12", "check_batch_independence"): _T12_BATCH,
     ("10", "check_data_balance"): _T12_BATCH,
+    ("10", "check_sgd_sharpness"): _T10_ANISO,
     ("12", "check_sgd_invariants"): _T12_ANISO,
-    ("12", "check_any_depth_sgd"): _T12_D4,
-    ("8", "check_kernel_convergence"): _T12_D4,
+    ("12", "check_sgd_limit"): _T12_ANISO,  # paper wrong (anisotropic label noise)
+    ("12", "check_slow_flow_fixed_point"): _T12_ANISO,  # paper wrong (anisotropic label noise)
+    ("12", "check_any_depth_sgd"): _T8_OFFSET,  # paper wrong
+    ("8", "check_kernel_convergence"): _T8_OFFSET,  # paper wrong
+    ("8", "check_cross_alignment"): _T8_OFFSET,
 }
 
 

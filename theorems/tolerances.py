@@ -85,6 +85,15 @@ def chi2_bound(dof: int) -> Bound:
     return Bound(q, f"chi^2 with {dof} dof at p = {P_COMPARISON:g}")
 
 
+def _fit_against(fit, prediction) -> tuple:
+    """``(prediction, |c0 - prediction| / se(c0), index of the largest, chi^2 bound)``."""
+    pred = np.ravel(np.asarray(prediction, dtype=np.float64))
+    if pred.shape != fit.c0.shape:
+        raise InputError(f"prediction has {pred.size} components, the fit {fit.c0.size}")
+    z_off = np.abs(fit.c0 - pred) / fit.se0
+    return pred, z_off, int(np.argmax(z_off)), chi2_bound(fit.dof)
+
+
 def eta_limit_criteria(fit, prediction, what: str) -> tuple:
     """Criteria that an eta -> 0 ladder fit (:func:`numeric.stationary.fit_eta_ladder`)
     meets the prediction: ``(criteria, relative_error, relative_bound)``.
@@ -99,12 +108,7 @@ def eta_limit_criteria(fit, prediction, what: str) -> tuple:
     """
     from theorems.verdict import Criterion
 
-    pred = np.ravel(np.asarray(prediction, dtype=np.float64))
-    if pred.shape != fit.c0.shape:
-        raise InputError(f"prediction has {pred.size} components, the fit {fit.c0.size}")
-    z_off = np.abs(fit.c0 - pred) / fit.se0
-    worst = int(np.argmax(z_off))
-    gof = chi2_bound(fit.dof)
+    pred, z_off, worst, gof = _fit_against(fit, prediction)
     norm = float(np.linalg.norm(pred)) or 1.0
     rel = float(np.linalg.norm(fit.c0 - pred)) / norm
     rel_bound = Z * float(np.linalg.norm(fit.se0)) / norm
@@ -117,3 +121,19 @@ def eta_limit_criteria(fit, prediction, what: str) -> tuple:
         Criterion.at_most(f"{what}: chi^2 of the fit ({fit.dof} dof)", fit.chi2, gof.value, gof.source),
     ]
     return criteria, rel, rel_bound
+
+
+def offset_criteria(fit, prediction, what: str) -> list:
+    """Criteria that an eta -> 0 ladder fit is *offset* from ``prediction`` (the converse of
+    :func:`eta_limit_criteria`): some component's ``|c0 - prediction|`` is at least ``Z`` of its
+    standard errors (a correct prediction gets there with probability at most ``P_COMPARISON``
+    per component), and the fit is good (chi^2 below its ``P_COMPARISON`` quantile: the offset is
+    not a curve the model missed).
+    """
+    from theorems.verdict import Criterion
+
+    pred, z_off, j, gof = _fit_against(fit, prediction)
+    return [Criterion.at_least(f"{what}: largest |c0 - prediction| / se(c0) over {pred.size} components (component "
+                               f"{j}: c0 = {fit.c0[j]:.5g} +- {fit.se0[j]:.2g} vs {pred[j]:.5g}, c1 = {fit.c1[j]:.4g})",
+                               float(z_off[j]), Z, f"an offset resolved at z = {Z:.2f} (CLT)"),
+            Criterion.at_most(f"{what}: chi^2 of the fit ({fit.dof} dof)", fit.chi2, gof.value, gof.source)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theorems.tolerances import Z, chi2_bound, eta_limit_criteria
+from theorems.tolerances import Z, chi2_bound, eta_limit_criteria, offset_criteria
 from theorems.verdict import Criterion, Verdict
 
 SGD_CLAIMS = {  # invariant -> claim text when SGD's limit is the closed form
@@ -39,8 +39,9 @@ SYMBOLIC = "closed form (symbolic.two_layer.entropic_optimum)"
 
 def converged_criterion(*ladders) -> Criterion:
     """Every rung of every ladder reached the stationary regime before its step cap."""
-    return Criterion.holds("the drift test declared every rung stationary (step cap not hit)",
-                           all(r.converged for lad in ladders for r in lad.rungs), "numeric.stationary drift test")
+    bad = [r.eta for lad in ladders for r in lad.rungs if not r.converged]
+    return Criterion.holds("the drift test declared every rung stationary (step cap not hit"
+                           + (f"; not at eta = {bad})" if bad else ")"), not bad, "numeric.stationary drift test")
 
 
 def fit_source(fit, n_runs) -> str:
@@ -64,21 +65,6 @@ def fit_details(ladder, name: str) -> dict:
             "steps to stationary": [r.steps_to_stationary for r in ladder.rungs],
             "total steps": [r.total_steps for r in ladder.rungs],
             "wall s": ladder.wall_s, "n_runs": ladder.rungs[0].n_runs, "batch": ladder.rungs[0].batch}
-
-
-def offset_criteria(fit, prediction, what: str) -> list:
-    """An offset of the eta -> 0 limit from ``prediction``, resolved: some component's
-    ``|c0 - prediction|`` exceeds ``Z se(c0)`` (a correct prediction does so with probability
-    at most ``P_COMPARISON`` per component), and the fit is good (chi^2 below its p = 1e-7
-    quantile: the offset is not a curve the model missed)."""
-    pred = np.ravel(np.asarray(prediction, dtype=np.float64))
-    z_off = np.abs(fit.c0 - pred) / fit.se0
-    j = int(np.argmax(z_off))
-    gof = chi2_bound(fit.dof)
-    return [Criterion.at_least(f"{what}: largest |c0 - prediction| / se(c0) over {pred.size} components (component "
-                               f"{j}: c0 = {fit.c0[j]:.5g} +- {fit.se0[j]:.2g} vs {pred[j]:.5g}, c1 = {fit.c1[j]:.4g})",
-                               float(z_off[j]), Z, f"an offset resolved at z = {Z:.2f} (CLT)"),
-            Criterion.at_most(f"{what}: chi^2 of the fit ({fit.dof} dof)", fit.chi2, gof.value, gof.source)]
 
 
 def invariant_verdict(ladder, name: str, theorem: str, *, offset: bool = False, claim: str | None = None,

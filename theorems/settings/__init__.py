@@ -15,9 +15,11 @@ run                                 used by
 ``balance.attention_run``           Theorem 7 (both self-attention checks)
 ``symmetry.family_row``             Theorem 2 (which symmetries phi keeps), Theorem 3
                                     (discrete symmetries)
+``sgd_limit.study_ladder``          Theorem 12 (SGD's small-eta limit: offset, slow-flow,
+                                    rotation and far-start verdicts of one problem)
 ==================================  ==================================================
 
 The designs themselves (teachers, embeddings, widths, eta ladders, ReLU dims, start
 configurations, showcase problems) are in the family modules: :mod:`.platonic`,
-:mod:`.two_layer`, :mod:`.balance`, :mod:`.symmetry`, :mod:`.entropic_loss`.
+:mod:`.two_layer`, :mod:`.balance`, :mod:`.symmetry`, :mod:`.entropic_loss`, :mod:`.sgd_limit`.
 """
