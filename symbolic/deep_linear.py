@@ -199,8 +199,11 @@ def prove_riccati_invariance(n: int = 2) -> dict:
 
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    """The PSD square root. ``eigh`` knows an eigenvalue only to ~ n eps |a|, so one below that
+    is zero (a rank-deficient input); its square root would otherwise be ~ 1e-8, not 0."""
     w, U = np.linalg.eigh((a + a.T) / 2)
-    return (U * np.sqrt(np.clip(w, 0, None))) @ U.T
+    floor = a.shape[0] * np.finfo(np.float64).eps * max(float(np.abs(w).max(initial=0.0)), 0.0)
+    return (U * np.sqrt(np.where(w > floor, w, 0.0))) @ U.T
 
 
 def _invsqrtm_spd(a: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import torch
 
 from core.errors import DivergenceError, InputError
 from core.validation import as_numpy, check_int, check_number, check_spd, check_width
-from numeric.stationary import extrapolate_to_zero, stationary_average
+from numeric.stationary import fit_eta_ladder, stationary_average
 from symbolic import deep_linear as dl
 from symbolic.two_layer import entropic_optimum
 
@@ -63,9 +63,9 @@ def test_empty_and_degenerate_inputs():
         dl.EmbeddedProblem(V, np.eye(2), np.eye(2)).equipartition_value(0)
 
 
-def test_extrapolation_refuses_non_positive_eta():
+def test_eta_ladder_fit_refuses_non_positive_eta():
     with pytest.raises(InputError, match="positive"):
-        extrapolate_to_zero([-0.01, 0.02], [torch.zeros(1)] * 2, [torch.zeros(1)] * 2)
+        fit_eta_ladder([-0.01, 0.02, 0.04], [[0.0]] * 3, [[1.0]] * 3)
 
 
 def test_a_nan_observable_is_never_a_converged_mean():

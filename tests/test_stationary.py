@@ -1,12 +1,11 @@
 """numeric.stationary: drift-test stationarity, error bars, eta -> 0 extrapolation."""
 
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from numeric.stationary import extrapolate_to_zero, lagrange_weights_at_zero, stationary_average
+from numeric.stationary import stationary_average
 
 
 def _ar1(R, seed, phi=0.9, mu=3.0):
@@ -73,28 +72,6 @@ def test_accumulating_engine_gives_the_same_averages():
 def test_block_steps_must_cover_sampling():
     with pytest.raises(ValueError, match="sample_every"):
         stationary_average(lambda n: None, lambda: {}, block_steps=1, sample_every=5, max_steps=10)
-
-
-def test_richardson_exact_on_polynomials():
-    etas = [0.04, 0.02, 0.01]
-    f = lambda e: torch.tensor([2.0 - e + 7 * e * e, 1.0 + 0 * e])  # noqa: E731
-    ex = extrapolate_to_zero(etas, [f(e) for e in etas], [torch.full((2,), 1e-3)] * 3)
-    # linear extrapolation from (0.02, 0.01) leaves -2 * 7 * 0.01^2; quadratic is exact
-    assert torch.allclose(ex.estimate, torch.tensor([2.0 - 2 * 7e-4, 1.0]), atol=1e-14)
-    assert torch.allclose(ex.systematic, torch.tensor([-2 * 7e-4, 0.0]), atol=1e-14)
-    se_lin = math.sqrt(4 + 1) * 1e-3
-    assert torch.allclose(ex.stderr, torch.full((2,), se_lin))
-    assert torch.all(ex.tolerance(6.0) >= 6 * se_lin)
-
-
-def test_lagrange_weights():
-    w = lagrange_weights_at_zero([0.3, 0.2, 0.1])
-    assert abs(sum(w) - 1) < 1e-12  # constants are reproduced
-    assert abs(sum(wk * e for wk, e in zip(w, [0.3, 0.2, 0.1]))) < 1e-12  # linear terms vanish
-    with pytest.raises(ValueError, match="distinct"):
-        lagrange_weights_at_zero([0.1, 0.1])
-    with pytest.raises(ValueError, match="two"):
-        extrapolate_to_zero([0.1], [torch.zeros(1)], [torch.zeros(1)])
 
 
 # ------------------------------------------------------------- the eta -> 0 ladder fit
