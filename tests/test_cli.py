@@ -23,6 +23,12 @@ def _fake_module(tid: str, passed: bool, raises: bool = False):
     return types.SimpleNamespace(THEOREM=tid, TITLE=f"fake {tid}", verify=verify, __name__=f"fake{tid}")
 
 
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    """The fake modules live in this process only: verify them here, not in workers."""
+    monkeypatch.setattr("theorems.parallel.cores", lambda: 1)
+
+
 @pytest.fixture
 def fake_theorems(monkeypatch):
     mods = {"1": _fake_module("1", True), "2": _fake_module("2", False), "3": _fake_module("3", True, raises=True)}
@@ -61,6 +67,8 @@ def test_json_output(fake_theorems, tmp_path, capsys):
     (["--seed", "-1"], "--seed must be non-negative"),
     (["--seed", str(2**32)], "at most 4294967295"),
     (["--seed", "x"], "invalid int value"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
+    (["-j", "two"], "--jobs must be a positive integer"),
 ])
 def test_bad_options_give_one_line_error_and_exit_two(fake_theorems, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
@@ -220,3 +228,17 @@ def test_bad_seed_range_exits_two(fake_theorems, tmp_path, capsys, text):
     with pytest.raises(SystemExit) as e:
         cli.main(["--seeds", text, "--out", str(tmp_path)])
     assert e.value.code == 2 and "seeds" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_verdicts_of_one_process(tmp_path):
+    """Two results in two worker processes: the same verdicts, number for number, as in one."""
+    argv = ["-t", "L1", "-t", "B1", "--device", "cpu", "--json"]
+    runs = {}
+    for jobs in ("1", "2"):
+        out = subprocess.run([sys.executable, "-m", "theorems", *argv, "-j", jobs, "--out", str(tmp_path / jobs)],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        runs[jobs] = json.loads(out.stdout)["verdicts"]
+    keys = ("theorem", "claim", "predicted", "measured", "tolerance", "status")
+    assert [[v[k] for k in keys] for v in runs["2"]] == [[v[k] for k in keys] for v in runs["1"]]
+    assert {v["theorem"] for v in runs["2"]} == {"L1", "B1"}

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="RANGE", type=_seed_range,
                    help="a seed sweep, e.g. 1-8 or 1,4,9: the chosen budget once per seed, a report per seed "
                         "(OUT/seed-S) and a theorem x seed table of failures")
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="processes that verify theorems side by side (default: one per CPU core, at most one "
+                        "per group of theorems that share runs; 1: all in this process)")
     p.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON instead of a table")
     p.add_argument("--list", action="store_true", help="list the implemented theorems and exit")
@@ -62,6 +65,16 @@ def _seed_range(text: str) -> list:
     if not seeds or any(not 0 <= x <= SEED_MAX for x in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be a non-empty range within [0, {SEED_MAX}], got {text!r}")
     return list(dict.fromkeys(seeds))
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, got {n}")
+    return n
 
 
 def _usage_error(msg: str) -> int:
@@ -226,12 +239,31 @@ def _sweep(args, wanted, modules, broken, device, out, console) -> int:
 
 
 def _run_theorems(wanted, modules, broken, args, device, staging, console):
-    """Every wanted result's verdicts (ERROR rows for a module that cannot load), and wall times."""
+    """Every wanted result's verdicts (ERROR rows for a module that cannot load), and wall times.
+
+    With more than one job the results are verified in worker processes, one group of
+    theorems that share runs (:func:`theorems.settings.run_groups`) at a time per worker; each
+    run depends only on its seed and settings, so the verdicts are those of one process.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .verdict import Context, display_name, error_verdict
+    from .parallel import cores, verify_group, verify_one, worker_start
+    from .settings import run_groups
+    from .verdict import Context, display_name
 
-    verdicts, timings = [], {}
+    groups = run_groups(wanted)
+    jobs = min(args.jobs or cores(), len(groups))
+    by_tid, timings = {}, {}
+
+    def record(tid, vs, seconds):
+        by_tid[tid], timings[tid] = vs, seconds
+        for v in vs:
+            if v.error:  # the cause on screen, not only in the report
+                console.print(f"{display_name(tid)}: ERROR in {v.check}: {v.error}", highlight=False, markup=False)
+        if not console.is_terminal and not args.json:  # a log (CI): one line per theorem instead of a bar
+            console.print(f"{display_name(tid)}: {sum(v.passed for v in vs)}/{len(vs)} verdicts passed "
+                          f"({seconds:.0f} s)", highlight=False)
+
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True, disable=args.json) as bar:
 
@@ -240,29 +272,37 @@ def _run_theorems(wanted, modules, broken, args, device, staging, console):
             return lambda n=1: bar.advance(task, n)
 
         overall = bar.add_task("theorems", total=len(wanted))
-        for tid in wanted:
-            t0 = time.perf_counter()
-            if tid in broken:
-                vs = [error_verdict(tid, "import", f"{display_name(tid)}: the module loads", broken[tid])]
-            else:
-                mod = modules[tid]
-                bar.update(overall, description=f"{display_name(tid)}: {getattr(mod, 'TITLE', '')}")
+        if jobs == 1:
+            for tid in wanted:
+                if tid in modules:
+                    bar.update(overall, description=f"{display_name(tid)}: {getattr(modules[tid], 'TITLE', '')}")
+                t0 = time.perf_counter()
                 ctx = Context(budget=args.budget, device=device, seed=args.seed, out=staging, progress=progress)
-                try:  # each registered check's exception is already its own ERROR row
-                    vs = list(mod.verify(ctx))
-                except Exception as exc:  # a verify() outside the registry: one ERROR row, the others still run
-                    vs = [error_verdict(tid, "verify", f"{display_name(tid)}: verify() completes", exc)]
-            timings[tid] = time.perf_counter() - t0
-            verdicts.extend(vs)
-            bar.advance(overall)
-            for v in vs:
-                if v.error:  # the cause on screen, not only in the report
-                    console.print(f"{display_name(tid)}: ERROR in {v.check}: {v.error}", highlight=False, markup=False)
-            if not console.is_terminal and not args.json:  # a log (CI): one line per theorem instead of a bar
-                n_ok = sum(v.passed for v in vs)
-                console.print(f"{display_name(tid)}: {n_ok}/{len(vs)} verdicts passed ({timings[tid]:.0f} s)",
-                              highlight=False)
-    return verdicts, timings
+                vs = verify_one(tid, modules, broken, ctx)
+                record(tid, vs, time.perf_counter() - t0)
+                bar.advance(overall)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            bar.update(overall, description=f"theorems ({jobs} processes)")
+            # the group with the most theorems first, so that the others fill in beside it
+            tasks = [(g, args.budget, str(device), args.seed, str(staging)) for g in sorted(groups, key=len, reverse=True)]
+            pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_start,
+                                       (max(1, cores() // jobs),))
+            try:  # a worker that dies raises BrokenProcessPool here, never a hang
+                for done in as_completed([pool.submit(verify_group, t) for t in tasks]):
+                    for tid, vs, seconds in done.result():
+                        record(tid, vs, seconds)
+                        bar.advance(overall)
+            except BaseException:  # Ctrl-C or a crash: stop every worker now, keep no half result
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    verdicts = [v for tid in wanted for v in by_tid[tid]]
+    return verdicts, {tid: timings[tid] for tid in wanted}
 
 
 def _replace_folder(new: Path, old: Path) -> None:

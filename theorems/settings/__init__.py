@@ -23,3 +23,36 @@ The designs themselves (teachers, embeddings, widths, eta ladders, ReLU dims, st
 configurations, showcase problems) are in the family modules: :mod:`.platonic`,
 :mod:`.two_layer`, :mod:`.balance`, :mod:`.symmetry`, :mod:`.entropic_loss`, :mod:`.sgd_limit`.
 """
+
+# The table above as data: the runner keeps theorems that share runs in one process, so a
+# shared run is computed once however many processes verify the suite.
+SHARED_RUNS = {
+    "platonic.run_sgd": ("8", "12"),
+    "two_layer.showcase_ladder": ("10", "12"),
+    "balance.relu_balance_run": ("5", "6"),
+    "balance.attention_run": ("7",),
+    "symmetry.family_row": ("2", "3"),
+    "sgd_limit.study_ladder": ("12",),
+}
+
+
+def run_groups(theorems) -> list:
+    """``theorems`` partitioned so that every shared run's users sit in one group; each group
+    keeps the given order, groups are ordered by their first member.
+
+    >>> run_groups(["1", "2", "3", "8", "10", "12", "L1"])
+    [['1'], ['2', '3'], ['8', '10', '12'], ['L1']]
+    """
+    group = {t: {t} for t in theorems}
+    for users in SHARED_RUNS.values():
+        present = [t for t in users if t in group]
+        merged = set().union(*(group[t] for t in present)) if present else set()
+        for t in merged:
+            group[t] = merged
+    out, seen = [], set()
+    for t in theorems:
+        if t not in seen:
+            members = [u for u in theorems if u in group[t]]
+            seen.update(members)
+            out.append(members)
+    return out
