@@ -112,12 +112,13 @@ display(Math(r"\text{double rotation: } g^\top A g - \mathrm{Tr}\,C(g_W g_W^\top
 # carries $\beta$ times the gradient second moment of the layer after it.
 #
 # ## 2. Witness
-# The checks run here: all of Theorem 4 but the ReLU repeat of its ratio, the symbolic checks of
-# Theorems 5, 6, 7, 11, the per-step identities in torch, and the weight-decay coefficient of
-# Theorem 5 (the check that separates the two laws).
+# The checks run here: all of Theorem 4 but the ReLU repeat of its ratio and the symmetry finder
+# (notebook 08 is the finder's), the symbolic checks of Theorems 5, 6, 7, 11, the per-step
+# identities in torch, and the weight-decay coefficient of Theorem 5 (the check that separates
+# the two laws).
 
 # %%
-RUN_HERE = {"4": lambda check, case: check.name != "check_relu_ratio",
+RUN_HERE = {"4": lambda check, case: check.name not in ("check_relu_ratio", "check_found_symmetries"),
             "5": lambda check, case: check.name in ("check_symbolic", "check_per_step_identity", "check_coefficient"),
             "6": lambda check, case: check.name in ("check_symbolic", "check_neuron_per_step_identity"),
             "7": lambda check, case: check.name == "check_symbolic",
