@@ -288,8 +288,7 @@ def _run_theorems(wanted, modules, broken, args, device, staging, console):
             bar.update(overall, description=f"theorems ({jobs} processes)")
             # the group with the most theorems first, so that the others fill in beside it
             tasks = [(g, args.budget, str(device), args.seed, str(staging)) for g in sorted(groups, key=len, reverse=True)]
-            pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_start,
-                                       (max(1, cores() // jobs),))
+            pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_start)
             try:  # a worker that dies raises BrokenProcessPool here, never a hang
                 for done in as_completed([pool.submit(verify_group, t) for t in tasks]):
                     for tid, vs, seconds in done.result():

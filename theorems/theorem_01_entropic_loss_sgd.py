@@ -43,8 +43,8 @@ import time
 
 from numeric import sgd_drift as sd
 from symbolic import sgd_epoch as se
-from theorems.cache import shared_run
 from theorems.checks import check
+from theorems.settings import entropic_loss as st
 from theorems.tolerances import Bound, clt, roundoff, student_t
 from theorems.verdict import Context, Criterion, Verdict
 
@@ -53,19 +53,6 @@ EXACT = "SymPy, exact"
 EPOCH_CONDITION = "batches drawn without replacement (one epoch, random order), as in Smith et al. 2021"
 ORBIT_CONDITION = ("the flat direction is an exponential-symmetry orbit (exact identity Delta Q = eta^2 g^T A g), "
                    "or C is proportional to H on the manifold (homoscedastic label noise at interpolation)")
-
-# ----------------------------------------------------------------------------- designs
-EPOCH = dict(d=2, hidden=2, rho_max=0.05, levels=5)
-TOY = dict(s=1.0, eta=0.01, burn=500, window=1000)             # the valley of the claim (s = 1)
-TOY_FINITE_ETA = dict(s=0.2, eta=0.5, burn=20, window=100)     # discreteness visible, s^2 small
-ORBIT = dict(v=1.0, sigma=0.5, theta=(1.5, 2.0 / 3.0), eta=0.01, burn=200, window=500)
-TANH = dict(x=(0.0, 0.8), theta=(1.2, 0.3, 1.0), eta=0.036, burn=400, window=800)
-TANH_NOISE = {"heteroscedastic": (0.05, 0.15), "homoscedastic": (0.1, 0.1)}
-
-
-def _runs(ctx: Context, quick: int) -> int:
-    return ctx.pick(quick, 10 * quick)
-
 
 def _stat(se_value: float, n: int, what: str) -> Bound:
     """CLT for >= 100 independent runs, Student-t below."""
@@ -127,22 +114,12 @@ def check_epoch_symbolic(ctx: Context) -> Verdict:
                                 F2_with=str(se.expected_modified_field("with")["F_2"])))
 
 
-@shared_run
-def epoch_ladder(ctx: Context, batch: int, replace: bool, target: str, N: int):
-    """The gap on an eta ladder, its exact Taylor coefficients and the closed-form leading term."""
-    loss, th0, X, y = sd.epoch_problem(ctx.seed, N, EPOCH["d"], EPOCH["hidden"])
-    seqs = sd.batch_sequences(N, batch, replace)
-    rnd = roundoff(max(float(th0.norm()), 1.0), 50 * seqs.shape[1] + 10 * len(seqs), "float64 round-off of the mean")
-    return sd.epoch_gap_ladder(loss, th0, X, y, batch, replace, target, seqs=seqs, rho_max=EPOCH["rho_max"],
-                               levels=ctx.pick(EPOCH["levels"], EPOCH["levels"] + 2), roundoff=rnd.value)
-
-
 EPOCH_CASES = [dict(scheme="without", target="phi"), dict(scheme="with", target="phi"),
                dict(scheme="with", target="gd")]
 
 
 def _epoch_verdict(ctx: Context, scheme: str, target: str, batch: int, N: int) -> Verdict:
-    r = epoch_ladder(ctx, batch, scheme == "with", target, N)
+    r = st.epoch_ladder(ctx, batch, scheme == "with", target, N)
     p = r["order"]
     sl = sd.slope_check(r["hs"], r["gaps"], p, r["rel"])
     tc = sd.taylor_summary(r["taylor"], r["u"], p)
@@ -197,15 +174,10 @@ def compare(claim: str, measured, predicted, scale: float, r: dict, discreteness
     return drift_verdict(claim, pair, tol, comparison, details=details, **kw)
 
 
-@shared_run
-def toy_run(ctx: Context, s: float, eta: float, burn: int, window: int, runs: int):
-    return sd.toy_valley_experiment(s, eta, burn, window, runs, seed=10_000 + int(ctx.seed))
-
-
 @check(THEOREM)
-def check_toy_valley(ctx: Context, s: float = TOY["s"], eta: float = TOY["eta"]) -> list:
+def check_toy_valley(ctx: Context, s: float = st.TOY["s"], eta: float = st.TOY["eta"]) -> list:
     """Toy flat valley (not a symmetry orbit): SGD drifts along t2 at -(eta/2) dH S (discrete Lyapunov), not phi's rate."""
-    r = toy_run(ctx, s, eta, TOY["burn"], TOY["window"], _runs(ctx, 4000))
+    r = st.toy_run(ctx, s, eta, st.TOY["burn"], st.TOY["window"], st.sgd_runs(ctx, 4000))
     run, scale, sym = r["run"], eta**2, se.toy_valley_at_origin(s, eta)
     cond, phi = run.conditional[:, 1], run.path["phi"][:, 1]
     raw_ok, raw = raw_agrees(run.raw[:, 1], cond, scale, "raw displacement agrees with the conditional drift -eta "
@@ -226,18 +198,12 @@ def check_toy_valley(ctx: Context, s: float = TOY["s"], eta: float = TOY["eta"])
                          details=dict(ratio_phi_to_measured=float(phi.mean() / cond.mean())))]
 
 
-@shared_run
-def orbit_run(ctx: Context, runs: int):
-    return sd.orbit_experiment(ORBIT["v"], ORBIT["sigma"], ORBIT["theta"], ORBIT["eta"], ORBIT["burn"],
-                               ORBIT["window"], runs, seed=20_000 + int(ctx.seed))
-
-
 @check(THEOREM)
 def check_orbit_drift(ctx: Context) -> Verdict:
     """On a symmetry orbit (u w, rescaling) phi's noise term gives SGD's drift of Q = u^2 - w^2."""
-    r = orbit_run(ctx, _runs(ctx, 1000))
+    r = st.orbit_run(ctx, st.sgd_runs(ctx, 1000))
     p, meas, gen = r["pred"], r["meas"], r["general"]
-    eta = ORBIT["eta"]
+    eta = st.ORBIT["eta"]
     scale = eta**2
     sc = p["scales"]
     nxt = sc["eta_lam"] + sc["nonlinear"] + sc["noise"] + r["transient"]
@@ -249,7 +215,7 @@ def check_orbit_drift(ctx: Context) -> Verdict:
     tref = _stat(ref["se"], ref["n"], "standard error") + Bound(first * nxt, f"derived O(eta^2): {first:.3g} x {nxt:.3g}")
     rnd = roundoff(abs(p["leading"]) / scale, 1000)
     sym = se.scalar_net_orbit()
-    return drift_verdict(f"orbit of u w (v={ORBIT['v']:g}, sigma={ORBIT['sigma']:g}): relative drift of Q per step = "
+    return drift_verdict(f"orbit of u w (v={st.ORBIT['v']:g}, sigma={st.ORBIT['sigma']:g}): relative drift of Q per step = "
                          f"phi's -eta grad Q . grad phi / Q (eta={eta:g}, per eta^2)", pair, tol,
                          symbolic=f"Delta Q - eta^2 (g_u^2 - g_w^2) = {sym['step_residual']}; at u w = v: SGD "
                                   f"{sym['on_manifold']['sgd']}, phi {sym['on_manifold']['phi']}",
@@ -270,19 +236,13 @@ def check_orbit_drift(ctx: Context) -> Verdict:
                                       discrete_lyapunov_rate=gen["lyapunov"] / scale, **sc))
 
 
-@shared_run
-def tanh_run(ctx: Context, noise: str, runs: int):
-    return sd.tanh_experiment(TANH["x"], TANH["theta"], TANH_NOISE[noise], TANH["eta"], TANH["burn"], TANH["window"],
-                              runs, seed=30_000 + int(ctx.seed) + (0 if noise == "heteroscedastic" else 1))
-
-
 @check(THEOREM, cases=[dict(noise="heteroscedastic"), dict(noise="homoscedastic")])
 def check_tanh_valley(ctx: Context, noise: str) -> list:
     """A tanh unit fitting two points: drift along its non-orbit flat curve = -(eta/2) P_T T[S]; phi right only if C ~ H."""
-    r = tanh_run(ctx, noise, _runs(ctx, 2000))
-    eta, scale = TANH["eta"], TANH["eta"] ** 2
+    r = st.tanh_run(ctx, noise, st.sgd_runs(ctx, 2000))
+    eta, scale = st.TANH["eta"], st.TANH["eta"] ** 2
     raw_ok, _ = raw_agrees(r["raw"], r["measured"], scale, "raw displacement agrees with the conditional drift")
-    label = f"tanh unit v tanh(w x + b), 2 points, label noise sigma={TANH_NOISE[noise]}"
+    label = f"tanh unit v tanh(w x + b), 2 points, label noise sigma={st.TANH_NOISE[noise]}"
     lya = compare(f"{label}: drift along the flat curve = -(eta/2) P_T T[S] (discrete Lyapunov S; eta={eta:g}, "
                      "per eta^2)", r["measured"], r["path"]["lyapunov"], scale, r, discreteness=False,
                      symbolic="E Delta theta = -eta E grad L = -(eta/2) P_T T[S] + O(eta^3)", criteria=[raw_ok],
@@ -305,8 +265,8 @@ def check_tanh_valley(ctx: Context, noise: str) -> list:
 def check_lwa_limit(ctx: Context, model: str) -> list:
     """The eta -> 0 drift of Li, Wang and Arora (2022), (eta^2/2) d^2 Phi [C], against SGD's drift."""
     if model == "toy_finite_eta":
-        c = TOY_FINITE_ETA
-        r = toy_run(ctx, c["s"], c["eta"], c["burn"], c["window"], _runs(ctx, 4000))
+        c = st.TOY_FINITE_ETA
+        r = st.toy_run(ctx, c["s"], c["eta"], c["burn"], c["window"], st.sgd_runs(ctx, 4000))
         run, eta = r["run"], c["eta"]
         meas = run.conditional[:, 1]
         lya = sd.paired_drift(meas, run.path["lyapunov"][:, 1], eta**2)
@@ -320,13 +280,13 @@ def check_lwa_limit(ctx: Context, model: str) -> list:
                        details=dict(lyapunov=lya["predicted"], **r["scales"]))
         return [v]
     if model == "toy":
-        r = toy_run(ctx, TOY["s"], TOY["eta"], TOY["burn"], TOY["window"], _runs(ctx, 4000))
-        meas, pred, eta = r["run"].conditional[:, 1], r["run"].path["lwa"][:, 1], TOY["eta"]
-        label = f"toy valley s={TOY['s']:g}"
+        r = st.toy_run(ctx, st.TOY["s"], st.TOY["eta"], st.TOY["burn"], st.TOY["window"], st.sgd_runs(ctx, 4000))
+        meas, pred, eta = r["run"].conditional[:, 1], r["run"].path["lwa"][:, 1], st.TOY["eta"]
+        label = f"toy valley s={st.TOY['s']:g}"
     else:
-        r = tanh_run(ctx, "heteroscedastic", _runs(ctx, 2000))
-        meas, pred, eta = r["measured"], r["path"]["lwa"], TANH["eta"]
-        label = f"tanh unit, label noise {TANH_NOISE['heteroscedastic']}"
+        r = st.tanh_run(ctx, "heteroscedastic", st.sgd_runs(ctx, 2000))
+        meas, pred, eta = r["measured"], r["path"]["lwa"], st.TANH["eta"]
+        label = f"tanh unit, label noise {st.TANH_NOISE['heteroscedastic']}"
     v = compare(f"{label}: SGD's drift = the eta -> 0 limit (eta^2/2) d^2Phi[C] at leading order (eta={eta:g}, per "
                    "eta^2)", meas, pred, eta**2, r, discreteness=True,
                    symbolic="-(eta^2/2)(P_T T[L_H^-1 C_NN] + 2 P_T T[P_T C H^+] + H^+ T[C_TT])", details=r["scales"])

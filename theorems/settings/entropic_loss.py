@@ -15,7 +15,9 @@ import torch
 
 from numeric import modified_flow as mf
 from numeric.minibatch_noise import tanh_mlp_per_sample
+from numeric import sgd_drift as sd
 from theorems.cache import shared_run
+from theorems.tolerances import roundoff
 
 # The slope ladders: loss family, dimension, and the orders k of the modified field by budget
 # (tanh_mlp k = 2: no potential exists, the modified vector field itself is tested).
@@ -64,3 +66,44 @@ def noise_problem(seed: int, device):
     loss, npar = tanh_mlp_per_sample(3, 3)
     th = 0.5 * torch.randn(npar, generator=g, dtype=torch.float64)
     return loss, th.to(device), X.to(device), y.to(device)
+
+
+# --------------------------------------------------------------- Theorem 1 for SGD (theorem_01_entropic_loss_sgd)
+EPOCH = dict(d=2, hidden=2, rho_max=0.05, levels=5)
+TOY = dict(s=1.0, eta=0.01, burn=500, window=1000)             # the valley of the claim (s = 1)
+TOY_FINITE_ETA = dict(s=0.2, eta=0.5, burn=20, window=100)     # discreteness visible, s^2 small
+ORBIT = dict(v=1.0, sigma=0.5, theta=(1.5, 2.0 / 3.0), eta=0.01, burn=200, window=500)
+TANH = dict(x=(0.0, 0.8), theta=(1.2, 0.3, 1.0), eta=0.036, burn=400, window=800)
+TANH_NOISE = {"heteroscedastic": (0.05, 0.15), "homoscedastic": (0.1, 0.1)}
+
+
+def sgd_runs(ctx, quick: int) -> int:
+    """Runs of a Theorem 1 SGD witness: ``quick``, ten times that in the full budget."""
+    return ctx.pick(quick, 10 * quick)
+
+
+@shared_run
+def epoch_ladder(ctx, batch: int, replace: bool, target: str, N: int):
+    """The gap on an eta ladder, its exact Taylor coefficients and the closed-form leading term."""
+    loss, th0, X, y = sd.epoch_problem(ctx.seed, N, EPOCH["d"], EPOCH["hidden"])
+    seqs = sd.batch_sequences(N, batch, replace)
+    rnd = roundoff(max(float(th0.norm()), 1.0), 50 * seqs.shape[1] + 10 * len(seqs), "float64 round-off of the mean")
+    return sd.epoch_gap_ladder(loss, th0, X, y, batch, replace, target, seqs=seqs, rho_max=EPOCH["rho_max"],
+                               levels=ctx.pick(EPOCH["levels"], EPOCH["levels"] + 2), roundoff=rnd.value)
+
+
+@shared_run
+def toy_run(ctx, s: float, eta: float, burn: int, window: int, runs: int):
+    return sd.toy_valley_experiment(s, eta, burn, window, runs, seed=10_000 + int(ctx.seed))
+
+
+@shared_run
+def orbit_run(ctx, runs: int):
+    return sd.orbit_experiment(ORBIT["v"], ORBIT["sigma"], ORBIT["theta"], ORBIT["eta"], ORBIT["burn"],
+                               ORBIT["window"], runs, seed=20_000 + int(ctx.seed))
+
+
+@shared_run
+def tanh_run(ctx, noise: str, runs: int):
+    return sd.tanh_experiment(TANH["x"], TANH["theta"], TANH_NOISE[noise], TANH["eta"], TANH["burn"], TANH["window"],
+                              runs, seed=30_000 + int(ctx.seed) + (0 if noise == "heteroscedastic" else 1))
