@@ -139,3 +139,24 @@ def check_width(name: str, width: int, rank: int) -> int:
     if width < int(rank):
         raise InputError(f"{name} = {width} is below the rank {rank} of the target map")
     return int(width)
+
+
+def positive_int_arg(text: str) -> int:
+    """An ``argparse`` type: a positive integer, or a one-line usage error naming the value.
+
+    >>> positive_int_arg("3")
+    3
+    >>> positive_int_arg("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a positive integer, got '0'
+    """
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v

@@ -47,6 +47,8 @@ import re
 import sys
 import time
 
+from core.validation import positive_int_arg
+
 EXIT_USAGE = 2
 ENGINE_NAMES = ("naive", "batched", "compiled", "fused-torch", "fused", "fused-cpu", "jax")
 
@@ -55,16 +57,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         sys.stderr.write(f"python -m numeric.bench: error: {message}\n")
         sys.exit(EXIT_USAGE)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _positive_float(text: str) -> float:
@@ -104,19 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", type=_engine_list, default=None,
                    help=f"comma-separated subset of {','.join(ENGINE_NAMES)} (default: all that apply); "
                         "naive and batched always run (the baselines of the ratios)")
-    p.add_argument("--dx", type=_positive_int, default=4)
-    p.add_argument("--dy", type=_positive_int, default=3)
+    p.add_argument("--dx", type=positive_int_arg, default=4)
+    p.add_argument("--dy", type=positive_int_arg, default=3)
     p.add_argument("--hidden", type=_hidden_list, default=[6], help="hidden widths, e.g. 6 or 6,6 (default: 6)")
-    p.add_argument("--batch", type=_positive_int, default=1)
+    p.add_argument("--batch", type=positive_int_arg, default=1)
     p.add_argument("--eta", type=_positive_float, default=0.01)
-    p.add_argument("--runs", type=_positive_int, default=None, help="ensemble size of the batched engines")
-    p.add_argument("--fused-runs", type=_positive_int, default=None,
+    p.add_argument("--runs", type=positive_int_arg, default=None, help="ensemble size of the batched engines")
+    p.add_argument("--fused-runs", type=positive_int_arg, default=None,
                    help="ensemble size of the fused kernels (fused, fused-cpu) and of jax")
-    p.add_argument("--steps", type=_positive_int, default=None, help="timed steps of the ensemble engines")
-    p.add_argument("--naive-steps", type=_positive_int, default=None, help="timed steps of the naive loop")
-    p.add_argument("--launch-steps", type=_positive_int, default=1000, help="steps per fused-kernel launch")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed repeats per engine; the best counts")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--steps", type=positive_int_arg, default=None, help="timed steps of the ensemble engines")
+    p.add_argument("--naive-steps", type=positive_int_arg, default=None, help="timed steps of the naive loop")
+    p.add_argument("--launch-steps", type=positive_int_arg, default=1000, help="steps per fused-kernel launch")
+    p.add_argument("--repeats", type=positive_int_arg, default=3, help="timed repeats per engine; the best counts")
+    p.add_argument("--threads", type=positive_int_arg, default=None,
                    help="CPU threads of torch and of the fused-cpu kernel (default: torch's)")
     return p
 

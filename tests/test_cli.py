@@ -67,8 +67,8 @@ def test_json_output(fake_theorems, tmp_path, capsys):
     (["--seed", "-1"], "--seed must be non-negative"),
     (["--seed", str(2**32)], "at most 4294967295"),
     (["--seed", "x"], "invalid int value"),
-    (["--jobs", "0"], "--jobs must be a positive integer"),
-    (["-j", "two"], "--jobs must be a positive integer"),
+    (["--jobs", "0"], "argument --jobs/-j: expected a positive integer, got '0'"),
+    (["-j", "two"], "argument --jobs/-j: expected a positive integer, got 'two'"),
 ])
 def test_bad_options_give_one_line_error_and_exit_two(fake_theorems, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from core.validation import positive_int_arg
+
 EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # The seed range every generator in the suite accepts: numpy's legacy seeding takes
 # [0, 2^32); torch and the Philox key take up to 2^64, which leaves room for the theorems'
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="RANGE", type=_seed_range,
                    help="a seed sweep, e.g. 1-8 or 1,4,9: the chosen budget once per seed, a report per seed "
                         "(OUT/seed-S) and a theorem x seed table of failures")
-    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+    p.add_argument("--jobs", "-j", type=positive_int_arg, default=None, metavar="N",
                    help="processes that verify theorems side by side (default: one per CPU core, at most one "
                         "per group of theorems that share runs; 1: all in this process)")
     p.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
@@ -65,16 +67,6 @@ def _seed_range(text: str) -> list:
     if not seeds or any(not 0 <= x <= SEED_MAX for x in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be a non-empty range within [0, {SEED_MAX}], got {text!r}")
     return list(dict.fromkeys(seeds))
-
-
-def _jobs(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, got {n}")
-    return n
 
 
 def _usage_error(msg: str) -> int:
