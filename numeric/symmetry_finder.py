@@ -1353,7 +1353,7 @@ def examples() -> dict:
             "iff C is (3*4/2 + 2*3/2 = 9), antisymmetric iff C is (3 + 1 = 4); 9 + 4 = 13 (closed under A -> A^T).",
             teacher_gain=1.0,
             sgd=dict(eta=0.05, gamma=0.05, steps=1500, n_runs=32, batch=1),
-            sgd_zero_decay=dict(eta=0.05, gamma=0.0, steps=1500, burn_in=3000, n_runs=32, batch=1)),
+            sgd_zero_decay=dict(eta=0.05, gamma=0.0, steps=1500, burn_in=9000, n_runs=32, batch=1)),
         Example(
             "self_attention", "one self-attention layer, d = 3, d_k = 2, d_v = 2, 4 tokens",
             lambda: SelfAttention(3, 2, 2), (4, 3), 4, 3, 1, lambda p: _attention_known(p, 2),
