@@ -481,6 +481,9 @@ def test_stretched_steps_cover_the_same_relaxation_times():
     st = cli.StableStart(torch.zeros(1), 0.025, 0.05, 1.0, 0.1, 1.0, 2.0, 10)
     assert cli.stretched(1500, None, 0.05, st, 0.05) == (3000, default_burn_in(0.025, 0.05))
     assert cli.stretched(1500, 3000, 0.05, st, 0.0) == (3000, 12000)  # gam = 0: the orbit relaxes as eta^2
+    # rotations (antisymmetric generators) spread only through the noise, decay or not: eta^2
+    assert cli.stretched(1500, None, 0.05, st, 0.05, rotations=True) == (3000, 4 * default_burn_in(0.05, 0.05))
+    assert cli.stretched(1500, 3000, 0.05, st, 0.05, rotations=True) == (3000, 12000)
 
 
 def test_sgd_balance_refuses_a_start_of_the_wrong_size():

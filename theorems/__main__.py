@@ -234,17 +234,18 @@ def _run_theorems(wanted, modules, broken, args, device, staging, console):
     """Every wanted result's verdicts (ERROR rows for a module that cannot load), and wall times.
 
     With more than one job the results are verified in worker processes, one group of
-    theorems that share runs (:func:`theorems.settings.run_groups`) at a time per worker; each
-    run depends only on its seed and settings, so the verdicts are those of one process.
+    theorems that share runs (:func:`theorems.settings.run_groups`), or one case whose runs are
+    its own (:func:`theorems.parallel.tasks_for`), at a time per worker; each run depends only on
+    its seed and settings, so the verdicts are those of one process.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .parallel import cores, verify_group, verify_one, worker_start
+    from .parallel import assemble, cores, tasks_for, verify_one, verify_task, worker_start
     from .settings import run_groups
     from .verdict import Context, display_name
 
-    groups = run_groups(wanted)
-    jobs = min(args.jobs or cores(), len(groups))
+    work = tasks_for(run_groups(wanted), Context(budget=args.budget, seed=args.seed))
+    jobs = min(args.jobs or cores(), len(work))
     by_tid, timings = {}, {}
 
     def record(tid, vs, seconds):
@@ -278,14 +279,25 @@ def _run_theorems(wanted, modules, broken, args, device, staging, console):
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             bar.update(overall, description=f"theorems ({jobs} processes)")
-            # the group with the most theorems first, so that the others fill in beside it
-            tasks = [(g, args.budget, str(device), args.seed, str(staging)) for g in sorted(groups, key=len, reverse=True)]
+            tasks = [(units, args.budget, str(device), args.seed, str(staging)) for units in work]
+            waiting = {}  # a theorem verified in parts: part -> its cases' verdicts, until all are in
+            for units in work:
+                for tid, part in units:
+                    if part is not None:
+                        waiting.setdefault(tid, {})[part] = None
+            spent = dict.fromkeys(waiting, 0.0)
             pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_start)
             try:  # a worker that dies raises BrokenProcessPool here, never a hang
-                for done in as_completed([pool.submit(verify_group, t) for t in tasks]):
-                    for tid, vs, seconds in done.result():
-                        record(tid, vs, seconds)
-                        bar.advance(overall)
+                for done in as_completed([pool.submit(verify_task, t) for t in tasks]):
+                    for tid, part, result, seconds in done.result():
+                        if part is None:
+                            record(tid, result, seconds)
+                            bar.advance(overall)
+                            continue
+                        waiting[tid][part], spent[tid] = result, spent[tid] + seconds
+                        if all(r is not None for r in waiting[tid].values()):
+                            record(tid, assemble(tid, waiting[tid], Context(budget=args.budget)), spent[tid])
+                            bar.advance(overall)
             except BaseException:  # Ctrl-C or a crash: stop every worker now, keep no half result
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()

@@ -22,7 +22,9 @@ A check returns a :class:`~theorems.verdict.Verdict` or a list of them. A check 
 becomes one ERROR row (its exception's message, on screen and in the report) and the
 theorem's other checks still run. ``slow_case`` marks a case that pytest leaves to the main
 job and to ``pytest -m slow`` (the main job always runs it); ``full_case`` one that only the
-full budget runs.
+full budget runs. A check registered with ``alone=True`` computes, in each case, runs that no
+other check or case uses: ``python -m theorems --jobs N`` may verify each such case in a worker
+process of its own (:func:`work_parts`), beside the rest of its theorem.
 
 >>> from theorems.verdict import Context, Verdict
 >>> @check("T0", cases=[dict(x=1.0), dict(x=3.0)])
@@ -53,6 +55,9 @@ class Case:
     slow: bool = False
     full_only: bool = False
 
+    def runs_under(self, ctx) -> bool:
+        return ctx.full or not self.full_only
+
     @property
     def id(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.kwargs.items())
@@ -73,6 +78,7 @@ class Check:
     name: str
     fn: Callable
     cases: list = field(default_factory=lambda: [Case({})])
+    alone: bool = False  # each case's runs are its own: a worker process may verify it by itself
 
     @property
     def claim(self) -> str:
@@ -96,29 +102,63 @@ class Check:
         return vs
 
 
-def check(theorem: str, *, cases=None, slow: bool = False):
-    """Register ``fn(ctx, **case)`` as a check of ``theorem`` (see the module docstring)."""
+def check(theorem: str, *, cases=None, slow: bool = False, alone: bool = False):
+    """Register ``fn(ctx, **case)`` as a check of ``theorem`` (see the module docstring;
+    ``alone``: no case shares a run with any other check or case)."""
 
     def register(fn):
         cs = [Case({}, slow)] if cases is None else [c if isinstance(c, Case) else Case(dict(c), slow) for c in cases]
         entries = REGISTRY.setdefault(str(theorem), [])
         if any(c.name == fn.__name__ for c in entries):
             raise RuntimeError(f"check {fn.__name__} registered twice for theorem {theorem}")
-        entries.append(Check(str(theorem), fn.__name__, fn, cs))
+        entries.append(Check(str(theorem), fn.__name__, fn, cs, alone))
         return fn
 
     return register
 
 
-def run_checks(theorem: str, ctx) -> list:
-    """Every case of every check of ``theorem``, in registration order."""
+SHARED = "shared"  # the part of a theorem outside its ``alone`` checks (see :func:`work_parts`)
+
+
+def run_cases(theorem: str, ctx, part=None) -> list:
+    """``[(key, verdicts), ...]`` for the cases of ``theorem`` that run under ``ctx``'s budget, in
+    registration order; ``key = (check name, case id)``. ``part``: ``None`` for every case,
+    :data:`SHARED` for those outside ``alone`` checks, a key for that one case."""
     out = []
     for c in REGISTRY.get(str(theorem), []):
         for case in c.cases:
-            if case.full_only and not ctx.full:
+            key = (c.name, case.id)
+            if not case.runs_under(ctx) or (part == SHARED and c.alone) or (part not in (None, SHARED)
+                                                                             and tuple(part) != key):
                 continue
-            out += c.run(ctx, case)
+            out.append((key, c.run(ctx, case)))
     return out
+
+
+def run_checks(theorem: str, ctx) -> list:
+    """Every case of every check of ``theorem``, in registration order."""
+    return [v for _, vs in run_cases(theorem, ctx) for v in vs]
+
+
+def work_parts(theorem: str, ctx) -> list:
+    """The parts of ``theorem`` that worker processes may verify side by side: ``[None]`` (the
+    whole theorem in one process) when it has no ``alone`` check running under ``ctx``'s budget,
+    else :data:`SHARED` (when anything else runs) followed by one key per ``alone`` case.
+
+    >>> from theorems.verdict import Context, Verdict
+    >>> @check("T0", cases=[dict(x=1.0), dict(x=3.0)], alone=True)
+    ... def check_alone(ctx, x):
+    ...     return Verdict("T0", f"x={x}", predicted=0.0, measured=x, tolerance=2.0, tolerance_source="doc")
+    >>> work_parts("T0", Context())
+    [('check_alone', 'x=1.0'), ('check_alone', 'x=3.0')]
+    >>> REGISTRY.pop("T0") and None
+    """
+    entries = REGISTRY.get(str(theorem), [])
+    alone = [(c.name, case.id) for c in entries if c.alone for case in c.cases if case.runs_under(ctx)]
+    if not alone:
+        return [None]
+    rest = any(case.runs_under(ctx) for c in entries if not c.alone for case in c.cases)
+    return ([SHARED] if rest else []) + alone
 
 
 def verifier(theorem: str) -> Callable:

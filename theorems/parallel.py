@@ -1,9 +1,11 @@
 """Verifying theorems in worker processes: what ``python -m theorems --jobs N`` runs.
 
-A worker verifies one group of theorems that share runs (:func:`theorems.settings.run_groups`)
-at a time, so each shared run is computed once. Every run depends only on its seed and
-settings (the compiled engine's draws are independent of the thread count), so the verdicts
-are those of a single process.
+A worker verifies one task at a time: a group of theorems that share runs
+(:func:`theorems.settings.run_groups`), so each shared run is computed once, or one case of a
+check whose runs are its own (``@check(..., alone=True)``, :func:`theorems.checks.work_parts`),
+so that a long study does not keep its theorem's other checks waiting. Every run depends only
+on its seed and settings (the compiled engine's draws are independent of the thread count), so
+the verdicts are those of a single process, in the same order (:func:`assemble`).
 """
 
 from __future__ import annotations
@@ -37,22 +39,58 @@ def worker_start() -> None:
     torch.set_default_dtype(torch.float64)
 
 
-def verify_group(task) -> list:
-    """``[(tid, verdicts, seconds), ...]`` for one group of theorems, in a worker process."""
-    tids, budget, device, seed, staging = task
+def tasks_for(groups, ctx) -> list:
+    """Worker tasks ``[[(tid, part), ...], ...]``: each group of theorems that share runs, with
+    every ``alone`` case of its theorems split off as a task of its own (``part`` as in
+    :func:`theorems.checks.work_parts`: ``None`` for a whole theorem). The groups come first,
+    the largest first, so that the split-off cases fill in beside them.
+
+    >>> from theorems.verdict import Context
+    >>> tasks_for([["2", "3"], ["L1"]], Context())
+    [[('2', None), ('3', None)], [('L1', None)]]
+    """
+    from .checks import work_parts
+
+    main, alone = [], []
+    for group in sorted(groups, key=len, reverse=True):
+        task = []
+        for tid in group:
+            parts = work_parts(tid, ctx)
+            task += [(tid, p) for p in parts if p is None or isinstance(p, str)]
+            alone += [[(tid, p)] for p in parts if isinstance(p, tuple)]
+        if task:
+            main.append(task)
+    return main + alone
+
+
+def verify_task(task) -> list:
+    """``[(tid, part, result, seconds), ...]`` for one worker task (see :func:`tasks_for`):
+    ``result`` a verdict list for a whole theorem, else ``[(case key, verdicts), ...]``."""
+    units, budget, device, seed, staging = task
     import torch
 
+    from .checks import run_cases
     from .verdict import Context, theorem_modules
 
     broken: dict = {}
     modules = theorem_modules(broken)
     out = []
-    for tid in tids:
+    for tid, part in units:
         t0 = time.perf_counter()
         ctx = Context(budget=budget, device=torch.device(device), seed=seed, out=Path(staging))
-        vs = verify_one(tid, modules, broken, ctx)
-        out.append((tid, vs, time.perf_counter() - t0))
+        result = verify_one(tid, modules, broken, ctx) if part is None else run_cases(tid, ctx, part)
+        out.append((tid, part, result, time.perf_counter() - t0))
     return out
+
+
+def assemble(tid: str, pieces: dict, ctx) -> list:
+    """One theorem's verdicts from its parts' ``[(case key, verdicts), ...]`` (``pieces``:
+    part -> that list), in registration order: as :func:`theorems.checks.run_checks` gives them."""
+    from .checks import REGISTRY
+
+    by_key = {key: vs for cases in pieces.values() for key, vs in cases}
+    order = [(c.name, case.id) for c in REGISTRY.get(str(tid), []) for case in c.cases if case.runs_under(ctx)]
+    return [v for key in order for v in by_key[key]]
 
 
 def cores() -> int:

@@ -168,8 +168,9 @@ QUICK_CASES = [dict(name=n) for n in settings.QUICK_PROBLEMS]
 FULL_CASES = [full_case(name=n) for n in settings.PROBLEMS if n not in settings.QUICK_PROBLEMS]
 
 
-# verify() runs it (python -m theorems); pytest would only repeat the same ensembles
-@check(THEOREM, cases=QUICK_CASES + FULL_CASES, slow=True)
+# verify() runs it (python -m theorems); pytest would only repeat the same ensembles. Each problem's
+# ladders are its own (alone): with --jobs a worker process verifies each problem by itself.
+@check(THEOREM, cases=QUICK_CASES + FULL_CASES, slow=True, alone=True)
 def check_sgd_limit(ctx: Context, name: str) -> list:
     """SGD's eta -> 0 limit: the closed form for isotropic label noise, offset from it (at the
     slow flow's fixed point, with a rotating hidden basis) for anisotropic label noise."""

@@ -81,8 +81,12 @@ def start_config(ctx, eta: float) -> dict:
 
 
 def stationary_budget(ctx, average_blocks=(10, 40)) -> dict:
-    """Step cap and averaging window of a stationary run, by budget (quick, full)."""
-    return dict(max_steps=ctx.pick(20_000, 200_000), average_blocks=ctx.pick(*average_blocks))
+    """Step cap and averaging window of a stationary run, by budget (quick, full).
+
+    The drift test ends a run (numeric.stationary); the cap only stops one that never relaxes,
+    so it sits well above the relaxation times met: Theorem 11's polynomial net needs 9000-27000
+    steps over the seeds 7300-7329 (a cap of 20000 failed seed 7307 as not stationary)."""
+    return dict(max_steps=ctx.pick(100_000, 200_000), average_blocks=ctx.pick(*average_blocks))
 
 
 def gam0_activation(ctx, activation: str | None = None) -> str:
