@@ -491,3 +491,16 @@ def test_sgd_balance_refuses_a_start_of_the_wrong_size():
     with pytest.raises(InputError, match="theta0 must be a finite vector"):
         sgd_balance(alg.problem, alg.readable("symmetric"), eta=0.05, gamma=0.05, steps=5, burn_in=0,
                     p_fail=P_COMPARISON, theta0=torch.zeros(3))
+
+
+def test_a_teacher_fainter_than_half_the_label_noise_is_drawn_again():
+    """Seed 7394's first deep linear teacher carries 0.075 of the label noise's power: its student
+    decays to ~0 under weight decay and no balance law resolves. The redraw keeps the signal at
+    >= (noise / 2)^2 per output, and a teacher that cannot carry one is refused by name."""
+    ex = examples()["deep_linear"]
+    _, sampler = ex.make(7394)
+    _, y = sampler(100_000, torch.Generator().manual_seed(0))
+    signal = float(y.pow(2).mean()) - 0.5**2  # E|y|^2 per output = signal + noise^2
+    assert signal > 2 * 0.075 * 0.5**2  # the faint first draw's, twice over (CLT error of the mean ~1e-3)
+    with pytest.raises(InputError, match="half the label noise"):
+        teacher_sampler(MLP((2, 2, 1), "linear"), (2,), gain=1e-3)
