@@ -244,17 +244,28 @@ def test_semidefinite_generators_are_skipped_at_zero_decay():
 def test_law_verdict_rules():
     """A unit that weight decay prunes balances no gradient noise: its law cannot be resolved,
     so the verdict rests on the exact decay identity of Q instead (ratio <= 1); a live
-    generator passes only when its interval resolves the noise it balances."""
+    generator passes when its residual lies within its interval; a report needs one resolved generator."""
     v = cli.LawVerdict(0, lhs=0.0, rhs=1e-6, residual=-1e-6, bound=1e-7, scale=1e-12, t=5.0, decay_ratio=0.3)
     assert v.inactive and v.passed
     assert not cli.LawVerdict(0, 0.0, 1e-6, -1e-6, 1e-7, 1e-12, 5.0, decay_ratio=2.0).passed
     live = cli.LawVerdict(0, lhs=1.0, rhs=1.0, residual=1e-3, bound=1e-2, scale=1.0, t=5.0)
     assert not live.inactive and live.passed
     wide = cli.LawVerdict(0, lhs=1.0, rhs=1.0, residual=1e-3, bound=0.8, scale=1.0, t=5.0)
-    assert not wide.resolved and not wide.passed  # an interval wider than half the noise decides nothing
+    assert not wide.resolved and wide.passed  # an interval wider than half the noise decides nothing by itself
+    assert not cli.LawVerdict(0, 1.0, 1.0, 0.9, 0.8, 1.0, 5.0).passed  # but a residual outside it fails
     dying = cli.LawVerdict(0, lhs=3e-14, rhs=8e-10, residual=-8e-10, bound=3.6e-13, scale=4e-14, t=7.4,
                            decay_ratio=0.5)  # measured: relu_mlp_bias, seed 5, a unit that decay prunes
     assert dying.inactive and dying.passed
+
+
+def test_a_report_of_unresolved_laws_only_fails():
+    from types import SimpleNamespace
+
+    wide = cli.LawVerdict(0, lhs=1.0, rhs=1.0, residual=1e-3, bound=0.8, scale=1.0, t=5.0)
+    live = cli.LawVerdict(1, lhs=1.0, rhs=1.0, residual=1e-3, bound=1e-2, scale=1.0, t=5.0)
+    result = SimpleNamespace(cross_bias=np.zeros(2))
+    assert cli.SGDReport(result, [wide, live], [0, 1]).passed
+    assert not cli.SGDReport(result, [wide, wide], [0, 1]).passed
 
 
 def test_problem_accepts_a_list_of_arrays_and_scalar_parameters():
