@@ -201,6 +201,12 @@ def gap_expansion(f0: VectorField, y0, k: int, fs=None):
 
 
 # ----------------------------------------------------------------------------- slope fit
+
+
+class GapBelowRoundoff(InputError):
+    """The drawn point's leading gap is too small against float64 round-off for a slope fit:
+    its next orders force the ladder's top step down to where the gap is round-off."""
+
 @dataclass
 class SlopeFit:
     """Least-squares fit of ``log|gap|`` against ``log h``."""
@@ -367,7 +373,7 @@ def bea_slope(f0: VectorField, y0: torch.Tensor, k: int, *, levels: int = 5, h_c
     # round-off adds <= 1e-3 to each point's relative deviation; otherwise halve down from h_max
     h_floor = (1e3 * rnd / nu) ** (1.0 / p)
     if h_floor >= h_max / 2:
-        raise InputError(f"order {k}: the gap (|u| = {nu:.3g}) is too close to float64 round-off for a "
+        raise GapBelowRoundoff(f"order {k}: the gap (|u| = {nu:.3g}) is too close to float64 round-off for a "
                          f"slope fit below h = {h_max:.3g}")
     hs = np.geomspace(h_max, max(h_floor, h_max * 0.5 ** (levels - 1)), levels)
     errs, rel_dev, consts = [], [], []

@@ -56,3 +56,4 @@ def test_a_theorem_of_alone_checks_only_has_no_shared_part():
         assert tasks_for([["T8"]], Context()) == [[("T8", ("check_only", "x=1.0"))]]
     finally:
         REGISTRY.pop("T8")
+
