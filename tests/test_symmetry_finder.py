@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from core.errors import InputError
 from numeric.strategies import dims
 from numeric.symmetry_finder import (MLP, Problem, default_burn_in, split_parts, orthonormal_span, echelon_basis,
-                                     examples, find_symmetries, is_semidefinite, mode_action, rational_basis,
+                                     examples, find_symmetries, is_semidefinite, kept_orbit_starts, mode_action,
+                                     rational_basis,
                                      sgd_balance, stable_start, subspace_angle, teacher_sampler, verify_orbits)
 from symbolic.layer_symmetries import derive_balance_law, mlp_loss
 from symbolic.symmetry_check import block_generator, exact_algebra, is_symmetry_exact, relu_gains
@@ -492,16 +493,55 @@ def test_stretched_steps_cover_the_same_relaxation_times():
     st = cli.StableStart(torch.zeros(1), 0.025, 0.05, 1.0, 0.1, 1.0, 2.0, 10)
     assert cli.stretched(1500, None, 0.05, st, 0.05) == (3000, default_burn_in(0.025, 0.05))
     assert cli.stretched(1500, 3000, 0.05, st, 0.0) == (3000, 12000)  # gam = 0: the orbit relaxes as eta^2
-    # rotations (antisymmetric generators) spread only through the noise, decay or not: eta^2
-    assert cli.stretched(1500, None, 0.05, st, 0.05, rotations=True) == (3000, 4 * default_burn_in(0.05, 0.05))
-    assert cli.stretched(1500, 3000, 0.05, st, 0.05, rotations=True) == (3000, 12000)
+    assert cli.stretched(1500, 3000, 0.05, st, 0.05) == (3000, 6000)  # gam > 0: as eta (runs start spread)
 
 
 def test_sgd_balance_refuses_a_start_of_the_wrong_size():
     alg = algebra("deep_linear")
-    with pytest.raises(InputError, match="theta0 must be a finite vector"):
+    with pytest.raises(InputError, match="theta0 must be finite"):
         sgd_balance(alg.problem, alg.readable("symmetric"), eta=0.05, gamma=0.05, steps=5, burn_in=0,
                     p_fail=P_COMPARISON, theta0=torch.zeros(3))
+
+
+def so3_generators() -> np.ndarray:
+    K = np.zeros((3, 3, 3))
+    for k, (i, j) in enumerate(((0, 1), (0, 2), (1, 2))):
+        K[k, i, j], K[k, j, i] = 1.0, -1.0
+    return K
+
+
+def test_kept_orbit_starts_are_uniform_on_the_orbit():
+    """The rotations of R^3 spread (1, 0, 0) uniformly over the sphere: E[x x^T] = I / 3 and, as
+    x_1 is uniform on [-1, 1] (Archimedes), E[x_1^4] = 1 / 5. Each sample mean is of terms in
+    [-1, 1]: Hoeffding's bound sqrt(2 ln(2 m / p) / R) at p = 1e-6 over its m = 7 means. Without
+    the spread (rounds = 0) E[x_1^2] is 1."""
+    R, p = 20000, 1e-6
+    x = kept_orbit_starts(torch.tensor([1.0, 0.0, 0.0]), so3_generators(), R, torch.Generator().manual_seed(3))
+    bound = math.sqrt(2 * math.log(2 * 7 / p) / R)
+    assert torch.allclose(x.norm(dim=1), torch.ones(R, dtype=torch.float64), atol=1e-13, rtol=0)
+    second = (x.T @ x / R).numpy()
+    assert np.abs(second - np.eye(3) / 3).max() <= bound
+    assert abs(float(x[:, 0].pow(4).mean()) - 0.2) <= bound
+    still = kept_orbit_starts(torch.tensor([1.0, 0.0, 0.0]), so3_generators(), 50, torch.Generator(), rounds=0)
+    assert float(still[:, 0].pow(2).mean()) == 1.0
+
+
+def test_kept_orbit_starts_leave_the_loss_unchanged():
+    """Every spread start of the deep linear net has its per-sample losses (float64 round-off)."""
+    alg = algebra("deep_linear")
+    prob = alg.problem
+    starts = kept_orbit_starts(prob.theta0, alg.antisymmetric, 16, torch.Generator().manual_seed(1))
+    samples = prob.sample(64, torch.Generator().manual_seed(2))
+    per_sample = torch.func.vmap(torch.func.vmap(prob.flat_loss, in_dims=(None, 0, 0)), in_dims=(0, None, None))
+    losses = per_sample(starts, *samples)
+    ref = torch.func.vmap(prob.flat_loss, in_dims=(None, 0, 0))(prob.theta0, *samples)
+    assert float((starts - prob.theta0).norm(dim=1).min()) > 0.1  # the starts did move
+    assert torch.allclose(losses, ref.expand_as(losses), rtol=1e-10, atol=1e-12)
+
+
+def test_kept_orbit_starts_refuse_a_generator_that_is_not_a_rotation():
+    with pytest.raises(InputError, match="antisymmetric"):
+        kept_orbit_starts(torch.ones(3), np.eye(3)[None], 4, torch.Generator())
 
 
 def test_a_teacher_fainter_than_half_the_label_noise_is_drawn_again():

@@ -179,7 +179,7 @@ def pytest_cases(theorem: str):
 
     @pytest.mark.parametrize(("registered", "case"), params)
     def test_check(registered, case, ctx):
-        if case.full_only and not ctx.full:
+        if not case.runs_under(ctx):
             pytest.skip("runs under the full budget only (python -m theorems --budget full)")
         vs = registered.run(ctx, case)
         failed = [v.explain() for v in vs if not v.passed]

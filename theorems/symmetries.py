@@ -74,9 +74,9 @@ import torch
 
 from core.errors import DivergenceError, InputError
 from numeric.symmetry_finder import (BalanceResult, Example, OrbitCheck, Problem, StableStart, SymmetryAlgebra,
-                                     default_burn_in, examples, find_symmetries, is_semidefinite, orthonormal_span,
-                                     rational_basis, sgd_balance, split_parts, stable_start, subspace_angle,
-                                     verify_orbits)
+                                     default_burn_in, examples, find_symmetries, is_semidefinite, kept_orbit_starts,
+                                     orthonormal_span, rational_basis, sgd_balance, split_parts, stable_start,
+                                     subspace_angle, verify_orbits)
 from theorems.settings.symmetry import SGD_STABILITY_MARGIN
 from theorems.tolerances import P_COMPARISON, t_quantile
 from theorems.verdict import Context, Criterion, Verdict
@@ -178,8 +178,7 @@ def law_verdicts(res: BalanceResult, p: float = P_COMPARISON) -> list:
     return out
 
 
-def stretched(steps: int, burn_in: int | None, eta: float, start: StableStart, gamma: float,
-              rotations: bool = False) -> tuple:
+def stretched(steps: int, burn_in: int | None, eta: float, start: StableStart, gamma: float) -> tuple:
     """``(steps, burn_in)`` at the capped learning rate from those designed for ``eta``: both
     cover the same number of relaxation times of the orbit coordinate, whose rate is
     ``4 eta gam`` for gam > 0 (window and burn-in scale as ``eta / eta_capped``) and
@@ -187,21 +186,12 @@ def stretched(steps: int, burn_in: int | None, eta: float, start: StableStart, g
     interval shrinks as ``1 / T``, as ``eta / eta_capped``). No burn-in given:
     :func:`numeric.symmetry_finder.default_burn_in` at the capped rate.
 
-    ``rotations``: the model has antisymmetric generators (rotations of a hidden basis). Decay
-    does not break them (``|theta|^2`` is rotation invariant), so the ensemble spreads along
-    their orbits only through the noise, at ``~ eta^2`` per step, and ``theta^T A theta`` of a
-    symmetric generator that the rotations mix follows that spreading: the burn-in grows as the
-    square of ``eta / eta_capped`` at gam > 0 too (measured, deep linear net, seed 7306, eta
-    capped 5x: with the burn-in grown 5x one law's residual was 1.04x its bound, still
-    drifting)."""
+    Rotations of a hidden basis (antisymmetric generators) relax only through the noise, at
+    ``~ eta^2`` per step, at any gam; :func:`run_sgd` starts its runs spread over their orbits
+    (:func:`numeric.symmetry_finder.kept_orbit_starts`), so nothing needs to relax along them."""
     r = eta / start.eta
-    slow = r * r if (rotations or not gamma) else r
-    if burn_in is None:
-        burn = default_burn_in(start.eta, gamma)
-        if gamma and rotations:
-            burn = max(burn, math.ceil(default_burn_in(eta, gamma) * slow))
-    else:
-        burn = math.ceil(int(burn_in) * slow)
+    slow = r if gamma else r * r
+    burn = default_burn_in(start.eta, gamma) if burn_in is None else math.ceil(int(burn_in) * slow)
     return math.ceil(int(steps) * r), burn
 
 
@@ -214,7 +204,8 @@ def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: fl
     ``eta`` and the step counts are the design; the runs start where a gradient-descent pilot of
     the burn-in's length settles and at ``eta`` capped ``margin`` times below batch-B SGD's
     stability limit there (:func:`numeric.symmetry_finder.stable_start`), the steps stretched to
-    the capped rate (:func:`stretched`)."""
+    the capped rate (:func:`stretched`), each run rotated by its own draw from the group of the
+    model's antisymmetric generators (:func:`numeric.symmetry_finder.kept_orbit_starts`)."""
     gens = algebra.readable("symmetric")
     idx = list(range(gens.shape[0]))
     skipped = {}
@@ -229,9 +220,10 @@ def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: fl
     t0 = time.perf_counter()
     pilot = default_burn_in(eta, gamma) if burn_in is None else int(burn_in)
     start = stable_start(problem, eta=eta, gamma=gamma, batch=batch, pilot_steps=pilot, margin=margin, seed=seed)
-    steps, burn = stretched(steps, burn_in, eta, start, gamma, rotations=algebra.dim_antisymmetric > 0)
+    steps, burn = stretched(steps, burn_in, eta, start, gamma)
+    theta0 = kept_orbit_starts(start.theta, algebra.antisymmetric, n_runs, torch.Generator().manual_seed(seed + 7919))
     res = sgd_balance(problem, gens[idx], eta=start.eta, gamma=gamma, steps=steps, burn_in=burn, n_runs=n_runs,
-                      batch=batch, seed=seed, p_fail=P_COMPARISON, theta0=start.theta, progress=progress)
+                      batch=batch, seed=seed, p_fail=P_COMPARISON, theta0=theta0, progress=progress)
     return SGDReport(res, law_verdicts(res), idx, skipped, time.perf_counter() - t0, start)
 
 
@@ -688,14 +680,15 @@ def _project(big: np.ndarray, small: np.ndarray) -> np.ndarray:
 QUICK_SGD = {"deep_linear": ("sgd",), "relu_mlp_bias": ("sgd",), "self_attention": ("sgd",)}
 
 
-def finder_verdicts(ctx: Context, names=None, sgd: bool = True) -> list:
-    """Verdicts for the known models: recovered algebra, orbit check, exact SymPy algebra of the
-    small instances, full-ansatz cross-check and SGD balance laws (``ctx.budget`` 'quick' runs
-    the SGD laws of ``QUICK_SGD``; 'full' runs every example's)."""
+def finder_verdicts(ctx: Context, names=None, sgd: bool = True, exact: bool = True) -> list:
+    """Verdicts for the known models ``names`` (default all): recovered algebra, orbit check and
+    SGD balance laws (``ctx.budget`` 'quick' runs the SGD laws of ``QUICK_SGD``; 'full' runs every
+    example's); ``exact``: then the exact SymPy algebra of the small instances and the
+    full-ansatz cross-check."""
     exs = examples()
     names = list(exs) if names is None else list(names)
     out = []
-    advance = ctx.task("symmetry finder: known models", len(names))
+    advance = ctx.task("symmetry finder: " + (", ".join(names) if len(names) <= 2 else "known models"), len(names))
     for name in names:
         ex = exs[name]
         prob = ex.problem(ctx.seed)
@@ -721,8 +714,9 @@ def finder_verdicts(ctx: Context, names=None, sgd: bool = True) -> list:
                 if rep.result is not None:
                     out.append(_sgd_verdict(ex, rep))
         advance(1)
-    out += _exact_verdicts(ctx)
-    out += _full_ansatz_verdicts(ctx)
+    if exact:
+        out += _exact_verdicts(ctx)
+        out += _full_ansatz_verdicts(ctx)
     return out
 
 
@@ -740,13 +734,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", default=None, help="comma-separated subset of the known models (with --list-examples)")
     p.add_argument("--ansatz", default="block", choices=("block", "full"))
     p.add_argument("--eta", type=float, default=0.05,
-                   help="design learning rate, capped at half of SGD's stability limit where the runs start")
+                   help="design learning rate, capped at a quarter of SGD's stability limit where the runs start")
     p.add_argument("--gamma", type=float, default=0.05,
                    help="weight decay in the loss, default 0.05 (0: check the gam = 0 law only)")
     p.add_argument("--zero-decay", action="store_true", help="also check the gam = 0 law")
     p.add_argument("--runs", type=int, default=32)
     p.add_argument("--steps", type=int, default=1500, help="averaged SGD steps after the burn-in")
-    p.add_argument("--burn-in", type=int, default=None, help="default: 10 / (4 eta gam (1 - eta gam)), at least 500")
+    p.add_argument("--burn-in", type=int, default=None,
+                   help="default: 20 / (4 eta gam (1 - eta gam)) (10 / eta^2 at gam = 0), at least 500")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sgd", action="store_true", help="find and verify the algebra only")

@@ -274,7 +274,7 @@ _OWN = [c for c in REGISTRY[THEOREM] if c.fn.__module__ == __name__]
     pytest.param(c, case, id=f"{c.name}[{case.id}]", marks=[pytest.mark.slow] if case.slow else [])
     for c in _OWN for case in c.cases])
 def test_sgd_limit_checks(registered, case, ctx):
-    if case.full_only and not ctx.full:
+    if not case.runs_under(ctx):
         pytest.skip("runs under the full budget only (python -m theorems --budget full)")
     failed = [v.explain() for v in registered.run(ctx, case) if not v.passed]
     assert not failed, "\n".join(failed)
