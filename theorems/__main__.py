@@ -127,7 +127,9 @@ def _main(argv=None) -> int:
         return _usage_error("--out must name a folder, got an empty path")
     import torch  # import after parsing: --help stays fast
 
-    torch.set_default_dtype(torch.float64)  # verification is float64, as under pytest
+    from .parallel import verifying_process
+
+    verifying_process()  # float64, as under pytest; one thread per process, whatever --jobs
     from rich.console import Console
 
     from core.errors import InputError
