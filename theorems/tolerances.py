@@ -3,7 +3,7 @@ r"""Where every numeric tolerance comes from: one z policy and named bound build
 **The z policy.** A run of the suite must fail falsely with probability at most
 ``FALSE_FAILURE_BUDGET = 1e-3``. Every statistical verdict compares at most a few dozen
 components (layers, neurons, rungs, matrix entries) with their predictions, and a run makes
-fewer than ``MAX_COMPARISONS = 10^4`` such comparisons in all (173 verdicts in the quick budget, the largest
+fewer than ``MAX_COMPARISONS = 10^4`` such comparisons in all (172 verdicts in the quick budget, the largest
 with tens of components). By a union bound, each single comparison may fail falsely with
 probability ``P_COMPARISON = 1e-3 / 10^4 = 1e-7``: a two-sided normal interval at
 ``Z = 5.327`` for CLT means over many independent runs, and the Student-t quantile with
