@@ -1,8 +1,11 @@
 """The main job ``python -m theorems``: options, errors, verdict table and report folder."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -242,3 +245,57 @@ def test_worker_processes_give_the_verdicts_of_one_process(tmp_path):
     keys = ("theorem", "claim", "predicted", "measured", "tolerance", "status")
     assert [[v[k] for k in keys] for v in runs["2"]] == [[v[k] for k in keys] for v in runs["1"]]
     assert {v["theorem"] for v in runs["2"]} == {"L1", "B1"}
+
+
+def _children(pid: int) -> dict:
+    """``{pid: command line}`` of ``pid``'s child processes."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(line.split(None, 1)[0]): line.split(None, 1)[1] for line in out.strip().splitlines()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has stopped computing
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_workers_and_keeps_the_old_report(tmp_path):
+    """A killed runner (SIGTERM: a job scheduler, a time limit) takes its workers with it: one
+    line, exit 143, no orphan left computing, the previous report untouched."""
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("old report\n")
+    proc = subprocess.Popen([sys.executable, "-m", "theorems", "-t", "4", "-j", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _terminate_and_check(proc, out)
+    finally:  # a failing check leaves nothing computing
+        for pid in [proc.pid, *_children(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+def _terminate_and_check(proc, out):
+    children, deadline = {}, time.time() + 120
+    while sum("spawn_main" in c for c in children.values()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        children = _children(proc.pid)
+    workers = [p for p in children if _alive(p)]  # the two workers (and the resource tracker)
+    assert sum("spawn_main" in children[p] for p in workers) == 2, f"the runner started no workers: {children}"
+    time.sleep(2)  # the workers are computing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "python -m theorems: terminated; report not written"
+    deadline = time.time() + 10
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "a worker outlived the runner"
+    assert (out / "report.md").read_text() == "old report\n"
+    assert os.listdir(out) == ["report.md"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.validation import positive_int_arg
 
-EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 # The seed range every generator in the suite accepts: numpy's legacy seeding takes
 # [0, 2^32); torch and the Philox key take up to 2^64, which leaves room for the theorems'
 # seed offsets (seed + k, 2 seed + 1).
@@ -111,9 +111,23 @@ class _DeferSigint:
         return False
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a killed job, a scheduler's time limit), handled as Ctrl-C is: the workers are
+    stopped with the runner instead of computing on as orphans, and the report stays as it was."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(argv)
+    except _Terminated:
+        sys.stderr.write("python -m theorems: terminated; report not written\n")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         sys.stderr.write("python -m theorems: interrupted; report not written\n")
         return EXIT_INTERRUPTED
