@@ -360,6 +360,14 @@ def test_cli_list_examples_without_sgd(capsys):
     assert "self_attention" in out and "PASS" in out
 
 
+def test_cli_runs_a_normalisation_model_uncapped(capsys):
+    """The known RMS-normalised net runs its law at the design eta (its config says why), and a
+    user's model may ask for the same: capped, this one would be refused (see above)."""
+    assert cli.main(["--list-examples", "--examples", "rms_norm"]) == 0
+    out = capsys.readouterr().out
+    assert "eta = 0.05 uncapped" in out and "FAIL" not in out
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["nowhere.py:make"], "no such file"),
     (["model_without_colon"], "expected path/to/model.py:factory"),
@@ -487,6 +495,20 @@ def test_stable_start_leaves_a_sharp_start_and_caps_eta_below_the_sgd_limit():
     assert st.start_gd_limit < 0.05 < st.gd_limit  # eta = 0.05 is past GD's limit at the given point only
     assert st.sgd_limit < st.gd_limit and st.eta == pytest.approx(min(0.05, st.sgd_limit / 2.0))
     assert torch.isfinite(st.theta).all() and not torch.equal(st.theta, prob.theta0)
+
+
+def test_a_cap_far_below_the_design_eta_is_refused_and_a_self_stabilising_model_runs_uncapped():
+    """RMS normalisation: after the noise-free pilot, the linearised limit would stretch the run
+    thousands of times (a 50-million-step run at seed 0); the model's own config says why it
+    runs uncapped, and then it starts at its own point at the design eta."""
+    cfg = dict(EXAMPLES["rms_norm"].sgd)
+    reason = cfg.pop("uncapped")
+    alg = algebra("rms_norm")
+    with pytest.raises(InputError, match=r"caps eta at .* times below the requested 0\.05"):
+        cli.run_sgd(alg.problem, alg, seed=2, **cfg)
+    st = stable_start(alg.problem, eta=0.05, gamma=0.1, batch=1, pilot_steps=0, margin=4.0, seed=2, cap=False)
+    assert st.eta == 0.05 and not st.capped and torch.equal(st.theta, alg.problem.theta0)
+    assert st.sgd_limit / 4.0 < 0.05 and "scale-invariant" in reason  # a cap would have applied here too
 
 
 def test_stretched_steps_cover_the_same_relaxation_times():

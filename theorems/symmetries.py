@@ -22,6 +22,10 @@ prints, for the model it returns,
   value capped at a quarter of batch-B SGD's mean-square stability limit there
   (numeric.symmetry_finder.stable_start; the burn-in and window stretch with the cap), so that
   no seed puts the runs past the limit (a run that diverges anyway raises: none is dropped).
+  A cap more than 50 times below ``--eta`` is refused, naming the limit: a scale-invariant
+  weight (a normalisation layer) stabilises itself, a kick that grows it lowers its curvature,
+  and its linearised limit can sit thousands of times too low; ``--no-stability-cap`` runs such
+  a model at ``--eta`` from its own point.
 
 The factory
 -----------
@@ -35,7 +39,7 @@ The factory
 
 Options: ``--eta``, ``--gamma`` (weight decay, default 0.05; 0 checks the gam = 0 law only),
 ``--zero-decay`` (also check the gam = 0 law), ``--runs``, ``--steps``, ``--burn-in``,
-``--batch``, ``--seed``, ``--no-sgd``, ``--ansatz full``, ``--json``. At gam = 0 a semidefinite
+``--batch``, ``--seed``, ``--no-sgd``, ``--no-stability-cap``, ``--ansatz full``, ``--json``. At gam = 0 a semidefinite
 generator (a scaling) is not run: ``g^T A g`` has one sign, so there is no stationary state
 (its reason is printed). ``--list-examples`` runs the known models of
 numeric/symmetry_finder.py (bias-free ReLU MLP, deep linear net, self-attention,
@@ -135,6 +139,7 @@ class SGDReport:
     skipped: dict = field(default_factory=dict)  # index -> reason
     seconds: float = 0.0
     start: StableStart | None = None  # the runs' start point and learning rate
+    uncapped: str | None = None  # why the learning rate was not capped (None: it was)
 
     @property
     def passed(self) -> bool:
@@ -195,9 +200,12 @@ def stretched(steps: int, burn_in: int | None, eta: float, start: StableStart, g
     return math.ceil(int(steps) * r), burn
 
 
+MAX_CAP_STRETCH = 50  # the most a stability cap may stretch a run (self-attention at seed 0: 5.3)
+
+
 def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: float, steps: int,
             burn_in: int | None = None, n_runs: int = 32, batch: int = 1, seed: int = 0,
-            margin: float = SGD_STABILITY_MARGIN, progress=None) -> SGDReport:
+            margin: float = SGD_STABILITY_MARGIN, uncapped: str | None = None, progress=None) -> SGDReport:
     """The SGD witness of every symmetric generator's law (gam = 0: semidefinite ones are
     skipped, with the reason: they have no stationary state).
 
@@ -205,7 +213,12 @@ def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: fl
     the burn-in's length settles and at ``eta`` capped ``margin`` times below batch-B SGD's
     stability limit there (:func:`numeric.symmetry_finder.stable_start`), the steps stretched to
     the capped rate (:func:`stretched`), each run rotated by its own draw from the group of the
-    model's antisymmetric generators (:func:`numeric.symmetry_finder.kept_orbit_starts`)."""
+    model's antisymmetric generators (:func:`numeric.symmetry_finder.kept_orbit_starts`).
+
+    ``uncapped``: why this model's runs need no cap (a scale-invariant weight stabilises itself,
+    :data:`numeric.symmetry_finder.SELF_STABILISING`); they then start at the model's own point,
+    without a pilot, at ``eta``. A cap more than ``MAX_CAP_STRETCH`` times below ``eta`` is refused
+    with an InputError that names it, rather than started as a run of millions of steps."""
     gens = algebra.readable("symmetric")
     idx = list(range(gens.shape[0]))
     skipped = {}
@@ -219,19 +232,27 @@ def run_sgd(problem: Problem, algebra: SymmetryAlgebra, *, eta: float, gamma: fl
         return SGDReport(None, [], [], skipped)
     t0 = time.perf_counter()
     pilot = default_burn_in(eta, gamma) if burn_in is None else int(burn_in)
-    start = stable_start(problem, eta=eta, gamma=gamma, batch=batch, pilot_steps=pilot, margin=margin, seed=seed)
+    start = stable_start(problem, eta=eta, gamma=gamma, batch=batch, pilot_steps=0 if uncapped else pilot,
+                         margin=margin, seed=seed, cap=not uncapped)
+    if start.eta * MAX_CAP_STRETCH < eta:
+        raise InputError(f"{problem.name}: batch-{batch} SGD's linearised stability limit where the runs settle, "
+                         f"{start.sgd_limit:.3g}, caps eta at {start.eta:.3g}, {eta / start.eta:.0f} times below the "
+                         f"requested {eta:g} (more than {MAX_CAP_STRETCH}x): the steps would stretch as much. A model "
+                         "that stabilises itself (a scale-invariant weight) may run uncapped; otherwise ask for a "
+                         "smaller eta")
     steps, burn = stretched(steps, burn_in, eta, start, gamma)
     theta0 = kept_orbit_starts(start.theta, algebra.antisymmetric, n_runs, torch.Generator().manual_seed(seed + 7919))
     res = sgd_balance(problem, gens[idx], eta=start.eta, gamma=gamma, steps=steps, burn_in=burn, n_runs=n_runs,
                       batch=batch, seed=seed, p_fail=P_COMPARISON, theta0=theta0, progress=progress)
-    return SGDReport(res, law_verdicts(res), idx, skipped, time.perf_counter() - t0, start)
+    return SGDReport(res, law_verdicts(res), idx, skipped, time.perf_counter() - t0, start, uncapped or None)
 
 
 def analyse(problem: Problem, *, ansatz: str = "block", seed: int = 0, orbit: bool = True, sgd: bool = True,
             zero_decay: bool = False, eta: float = 0.05, gamma: float = 0.05, steps: int = 1500,
             burn_in: int | None = None, n_runs: int = 32, batch: int = 1, zero_decay_burn_in: int | None = None,
-            progress=None) -> Report:
-    """Find, classify, verify, and (``sgd=True``) check the balance laws of ``problem``."""
+            uncapped: str | None = None, progress=None) -> Report:
+    """Find, classify, verify, and (``sgd=True``) check the balance laws of ``problem``
+    (``uncapped``: :func:`run_sgd`'s)."""
     secs = {}
     t0 = time.perf_counter()
     alg = find_symmetries(problem, ansatz=ansatz, seed=seed)
@@ -245,12 +266,12 @@ def analyse(problem: Problem, *, ansatz: str = "block", seed: int = 0, orbit: bo
     if sgd and alg.dim_symmetric:
         if gamma > 0:
             rep.sgd = run_sgd(problem, alg, eta=eta, gamma=gamma, steps=steps, burn_in=burn_in, n_runs=n_runs,
-                              batch=batch, seed=seed + 2, progress=progress)
+                              batch=batch, seed=seed + 2, uncapped=uncapped, progress=progress)
             secs["sgd"] = rep.sgd.seconds
         if zero_decay or gamma == 0:
             burn0 = zero_decay_burn_in if zero_decay_burn_in is not None else (burn_in if gamma == 0 else None)
             rep.sgd_zero = run_sgd(problem, alg, eta=eta, gamma=0.0, steps=steps, burn_in=burn0,
-                                   n_runs=n_runs, batch=batch, seed=seed + 3, progress=progress)
+                                   n_runs=n_runs, batch=batch, seed=seed + 3, uncapped=uncapped, progress=progress)
             secs["sgd gam=0"] = rep.sgd_zero.seconds
     return rep
 
@@ -409,7 +430,11 @@ def format_report(rep: Report, title: str = "") -> str:
         lines.append(f"SGD: eta {b.eta:.4g}, gam {b.gamma:g}, {b.n_runs} runs, batch {b.batch}, burn-in {b.burn_in}, "
                      f"{b.steps} averaged steps ({r.seconds:.1f} s); max |g^T A theta| / (|g| |A theta|) "
                      f"{b.max_cross_ratio:.2g}")
-        if r.start is not None:
+        if r.start is not None and not r.start.capped:
+            st = r.start
+            lines.append(f"  start: the model's own point, eta = {st.requested_eta:g} uncapped (batch-{b.batch} SGD's "
+                         f"linearised limit there {st.sgd_limit:.3g}): {r.uncapped}")
+        elif r.start is not None:
             st = r.start
             lines.append(f"  start: a {st.pilot_steps}-step gradient-descent pilot; there GD's stability limit "
                          f"{st.gd_limit:.3g} (at the given point {st.start_gd_limit:.3g}), batch-{b.batch} SGD's "
@@ -567,6 +592,8 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
     worst = max(active, key=lambda v: abs(v.residual) / v.bound if v.bound > 0 else math.inf)
     design = rep.start.requested_eta
     capped = f" (design {design:g}, stability-capped)" if b.eta < design else ""
+    cap = ("eta capped at the SGD stability limit / " + f"{rep.start.margin:g}") if rep.start.capped else \
+        f"uncapped, no pilot: {rep.uncapped}"
     return Verdict(RESULT, f"{ex.name}, eta {b.eta:.3g}{capped}, gam {b.gamma:g}: {law} for every exponential generator "
                            f"(worst shown: S{rep.indices[rep.laws.index(worst)]})",
                    symbolic="Q' - Q = eta^2 g^T A g - 4 eta gam (1 - eta gam) Q exactly when g^T A theta = 0 "
@@ -580,7 +607,8 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
                             "relative residual (/ eta E|gAg|)": [abs(v.residual) / v.scale if v.scale > 0 else float("nan")
                                                                 for v in rep.laws],
                             "drift (Q_T - Q_0)/(eta T)": b.drift, "eta": b.eta,
-                            "design eta": rep.start.requested_eta, "SGD stability limit": rep.start.sgd_limit,
+                            "design eta": rep.start.requested_eta, "stability cap": cap,
+                            "SGD stability limit": rep.start.sgd_limit,
                             "GD stability limit": rep.start.gd_limit, "GD limit at the given point":
                             rep.start.start_gd_limit})
 
@@ -687,11 +715,16 @@ def _project(big: np.ndarray, small: np.ndarray) -> np.ndarray:
 QUICK_SGD = {"deep_linear": ("sgd",), "self_attention": ("sgd",)}
 
 
+def exact_verdicts(ctx: Context) -> list:
+    """The exact SymPy algebra of the small instances against the finder's, and the full-ansatz
+    cross-check: what no single known model's verdicts cover."""
+    return _exact_verdicts(ctx) + _full_ansatz_verdicts(ctx)
+
+
 def finder_verdicts(ctx: Context, names=None, sgd: bool = True, exact: bool = True) -> list:
     """Verdicts for the known models ``names`` (default all): recovered algebra, orbit check and
     SGD balance laws (``ctx.budget`` 'quick' runs the SGD laws of ``QUICK_SGD``; 'full' runs every
-    example's); ``exact``: then the exact SymPy algebra of the small instances and the
-    full-ansatz cross-check."""
+    example's); ``exact``: then :func:`exact_verdicts`."""
     exs = examples()
     names = list(exs) if names is None else list(names)
     out = []
@@ -715,15 +748,14 @@ def finder_verdicts(ctx: Context, names=None, sgd: bool = True, exact: bool = Tr
                     cfg["n_runs"] = 2 * cfg.get("n_runs", 32)
                 try:
                     rep = run_sgd(prob, alg, seed=ctx.seed + 2, **cfg)
-                except DivergenceError as exc:
-                    out.append(Verdict(RESULT, f"{name}: SGD balance laws", error=f"DivergenceError: {exc}"))
+                except (DivergenceError, InputError) as exc:
+                    out.append(Verdict(RESULT, f"{name}: SGD balance laws", error=f"{type(exc).__name__}: {exc}"))
                     continue
                 if rep.result is not None:
                     out.append(_sgd_verdict(ex, rep))
         advance(1)
     if exact:
-        out += _exact_verdicts(ctx)
-        out += _full_ansatz_verdicts(ctx)
+        out += exact_verdicts(ctx)
     return out
 
 
@@ -742,6 +774,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ansatz", default="block", choices=("block", "full"))
     p.add_argument("--eta", type=float, default=0.05,
                    help="design learning rate, capped at a quarter of SGD's stability limit where the runs start")
+    p.add_argument("--no-stability-cap", action="store_true",
+                   help="run at --eta from the model's own point, no pilot, no cap: for a model that stabilises "
+                        "itself (a scale-invariant weight), whose linearised limit would stretch the run past 50x")
     p.add_argument("--gamma", type=float, default=0.05,
                    help="weight decay in the loss, default 0.05 (0: check the gam = 0 law only)")
     p.add_argument("--zero-decay", action="store_true", help="also check the gam = 0 law")
@@ -776,7 +811,7 @@ def _main(args) -> int:
         prob = load_problem(args.spec, seed=args.seed)
         rep = analyse(prob, ansatz=args.ansatz, seed=args.seed, sgd=not args.no_sgd, zero_decay=args.zero_decay,
                       eta=args.eta, gamma=args.gamma, steps=args.steps, burn_in=args.burn_in, n_runs=args.runs,
-                      batch=args.batch)
+                      batch=args.batch, uncapped="--no-stability-cap" if args.no_stability_cap else None)
         reports.append((prob.name, rep, None))
     else:
         exs = examples()
@@ -793,7 +828,7 @@ def _main(args) -> int:
                           eta=cfg.get("eta", args.eta), gamma=cfg.get("gamma", args.gamma),
                           steps=cfg.get("steps", args.steps), burn_in=cfg.get("burn_in", args.burn_in),
                           n_runs=cfg.get("n_runs", args.runs), batch=cfg.get("batch", args.batch),
-                          zero_decay_burn_in=(zero or {}).get("burn_in"))
+                          zero_decay_burn_in=(zero or {}).get("burn_in"), uncapped=cfg.get("uncapped"))
             reports.append((n, rep, ex))
     ok = True
     payload = []

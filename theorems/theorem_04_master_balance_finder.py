@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from numeric.symmetry_finder import examples
 from theorems.checks import check
-from theorems.symmetries import finder_verdicts
+from theorems.symmetries import exact_verdicts, finder_verdicts
 from theorems.verdict import Context
 
 THEOREM = "4"  # the result these checks belong to (no verify(): not a module of its own)
@@ -33,4 +33,4 @@ def check_found_symmetries(ctx: Context, model: str) -> list:
 @check(THEOREM, slow=True, alone=True)
 def check_exact_algebras(ctx: Context) -> list:
     """The small nets' found algebras are SymPy's exact ones; the full ansatz finds what the block one cannot see."""
-    return finder_verdicts(ctx, names=[], exact=True)
+    return exact_verdicts(ctx)
