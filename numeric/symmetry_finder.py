@@ -1126,15 +1126,16 @@ def stable_start(problem: Problem, *, eta: float, gamma: float, batch: int, pilo
 
     step = grad(regularised)
     theta = problem.theta0.clone()
-    _, start_limit = curvature(theta)
-    limit = start_limit
+    Hs, start_limit = curvature(theta)
+    limit = gd_limit = start_limit
     for t in range(int(pilot_steps)):
         if t and t % PILOT_CHECK_EVERY == 0:
             _check_finite_pilot(theta, problem, t)
             _, limit = curvature(theta)
         theta = theta - min(eta, limit / PILOT_MARGIN) * step(theta)
-    _check_finite_pilot(theta, problem, int(pilot_steps))
-    Hs, gd_limit = curvature(theta)
+    if pilot_steps:  # without a pilot the start's curvature is the end's
+        _check_finite_pilot(theta, problem, int(pilot_steps))
+        Hs, gd_limit = curvature(theta)
     sgd_limit = sgd_stability_limit(Hs + decay, batch)
     run_eta = capped_learning_rate(eta, sgd_limit, margin) if cap else float(eta)
     return StableStart(theta, run_eta, float(eta), gd_limit, sgd_limit, start_limit, float(margin), int(pilot_steps),

@@ -592,7 +592,7 @@ def _sgd_verdict(ex: Example, rep: SGDReport) -> Verdict:
     worst = max(active, key=lambda v: abs(v.residual) / v.bound if v.bound > 0 else math.inf)
     design = rep.start.requested_eta
     capped = f" (design {design:g}, stability-capped)" if b.eta < design else ""
-    cap = ("eta capped at the SGD stability limit / " + f"{rep.start.margin:g}") if rep.start.capped else \
+    cap = f"eta capped at the SGD stability limit / {rep.start.margin:g}" if rep.start.capped else \
         f"uncapped, no pilot: {rep.uncapped}"
     return Verdict(RESULT, f"{ex.name}, eta {b.eta:.3g}{capped}, gam {b.gamma:g}: {law} for every exponential generator "
                            f"(worst shown: S{rep.indices[rep.laws.index(worst)]})",
@@ -782,7 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="design learning rate, capped at a quarter of SGD's stability limit where the runs start")
     p.add_argument("--no-stability-cap", action="store_true",
                    help="run at --eta from the model's own point, no pilot, no cap: for a model that stabilises "
-                        "itself (a scale-invariant weight), whose linearised limit would stretch the run past 50x")
+                        f"itself (a scale-invariant weight), whose linearised limit would stretch the run past "
+                        f"{MAX_CAP_STRETCH}x")
     p.add_argument("--gamma", type=float, default=0.05,
                    help="weight decay in the loss, default 0.05 (0: check the gam = 0 law only)")
     p.add_argument("--zero-decay", action="store_true", help="also check the gam = 0 law")
